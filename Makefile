@@ -1,0 +1,50 @@
+# tokenforge: `make run` for the embedded demo, `make test` for the whole suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+WEB_CONCURRENCY ?= 2
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install run serve worker migrate lint format test bench audit services
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+
+run: $(STAMP)
+	$(BIN)/python scripts/run_demo.py
+
+serve: $(STAMP)
+	DJANGO_SETTINGS_MODULE=$${DJANGO_SETTINGS_MODULE:-config.settings.production} $(BIN)/python scripts/serve.py --port $(PORT) --workers $(WEB_CONCURRENCY)
+
+worker: $(STAMP)
+	DJANGO_SETTINGS_MODULE=$${DJANGO_SETTINGS_MODULE:-config.settings.production} $(BIN)/celery -A config worker --beat --loglevel=INFO
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+services:
+	bash scripts/services.sh chromium
+
+test: $(STAMP) services
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) services
+	$(BIN)/python bench/run.py
+
+audit: $(STAMP)
+	$(BIN)/pip-audit -r requirements.lock

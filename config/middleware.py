@@ -1,0 +1,41 @@
+"""`x-request-id` on every response; the id is also the usage record's id on /v1/."""
+
+from __future__ import annotations
+
+import secrets
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+class RequestIdMiddleware:
+    """Sync and async, so the async proxy path never pays a thread hop for it."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def _assign(self, request) -> None:
+        # Always our own id: it keys the usage record, so a client must not choose it.
+        request.request_id = new_request_id()
+
+    def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        self._assign(request)
+        response = self.get_response(request)
+        response.headers["x-request-id"] = request.request_id
+        return response
+
+    async def __acall__(self, request):
+        self._assign(request)
+        response = await self.get_response(request)
+        response.headers["x-request-id"] = request.request_id
+        return response

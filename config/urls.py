@@ -1,0 +1,20 @@
+"""URL map: pages per app, the management API under /api/, the proxy under /v1/."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config import views as config_views
+
+urlpatterns = [
+    path("", include("accounts.urls")),
+    path("healthz", config_views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("dashboard/", include("ledger.urls")),
+    path("dashboard/", include("projects.urls")),
+    path("dashboard/researcher/", include("researcher.urls")),
+    path("api/", include("config.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("v1/", include("routing.urls")),
+]

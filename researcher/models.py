@@ -1,0 +1,1 @@
+"""AI Researcher runs and steps: a later issue. Usage records already carry kind and run id."""

@@ -1,0 +1,1 @@
+"""Upstreams, public models and their routes (the gateway issue fills this in)."""

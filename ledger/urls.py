@@ -1,12 +1,11 @@
-from django.urls import path
+"""Dashboard pages of the ledger app: overview, usage, ledger and balance (urls_dashboard),
+top-up (urls_topup)."""
 
-from config.views import placeholder
+from django.urls import include, path
 
 app_name = "ledger"
 
 urlpatterns = [
-    path("", placeholder, {"title": "Overview"}, name="overview"),
-    path("usage/", placeholder, {"title": "Usage"}, name="usage"),
-    path("ledger/", placeholder, {"title": "Ledger"}, name="ledger"),
-    path("topup/", placeholder, {"title": "Top up"}, name="topup"),
+    path("", include("ledger.urls_dashboard")),
+    path("", include("ledger.urls_topup")),
 ]

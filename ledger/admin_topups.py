@@ -1,0 +1,1 @@
+"""Admin for top-ups, webhook events and redemption-code batches."""

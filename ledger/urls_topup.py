@@ -1,0 +1,7 @@
+from django.urls import path
+
+from config.views import placeholder
+
+urlpatterns = [
+    path("topup/", placeholder, {"title": "Top up"}, name="topup"),
+]

@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import views as config_views
+from ledger.views import topup as ledger_topup_views
 
 urlpatterns = [
     path("", include("accounts.urls")),
@@ -17,4 +18,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("v1/", include("routing.urls")),
+    path("webhooks/stripe/", ledger_topup_views.stripe_webhook, name="stripe_webhook"),
 ]

@@ -190,6 +190,8 @@ class Budget(models.Model):
     period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTH)
     soft_threshold = models.DecimalField(max_digits=5, decimal_places=4, default="0.8")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Removed budgets stop applying but keep their counters (history); never deleted.
+    removed_at = models.DateTimeField(null=True, blank=True)
 
     objects = TenantManager()
 
@@ -201,12 +203,12 @@ class Budget(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["project", "currency"],
-                condition=Q(project__isnull=False),
+                condition=Q(project__isnull=False, removed_at__isnull=True),
                 name="budget_project_currency_unique",
             ),
             models.UniqueConstraint(
                 fields=["api_key", "currency"],
-                condition=Q(api_key__isnull=False),
+                condition=Q(api_key__isnull=False, removed_at__isnull=True),
                 name="budget_key_currency_unique",
             ),
             models.CheckConstraint(condition=Q(amount__gte=0), name="budget_amount_non_negative"),

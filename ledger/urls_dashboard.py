@@ -1,9 +1,17 @@
 from django.urls import path
 
-from config.views import placeholder
+from ledger.views import budgets, ledger, overview, usage
 
 urlpatterns = [
-    path("", placeholder, {"title": "Overview"}, name="overview"),
-    path("usage/", placeholder, {"title": "Usage"}, name="usage"),
-    path("ledger/", placeholder, {"title": "Ledger"}, name="ledger"),
+    path("", overview.overview, name="overview"),
+    path("usage/", usage.usage, name="usage"),
+    path("ledger/", ledger.ledger, name="ledger"),
+    path("ledger/export.csv", ledger.ledger_csv, name="ledger_csv"),
+    path("ledger/requests/<str:request_id>/", ledger.request_detail, name="request_detail"),
+    path("ledger/transactions/<int:pk>/", ledger.transaction_detail, name="transaction_detail"),
+    path("ledger/balance/", ledger.balance_drop_view, name="balance_drop"),
+    path("projects/<int:pk>/", budgets.project_detail, name="project_detail"),
+    path("keys/<int:pk>/", budgets.key_detail, name="key_detail"),
+    path("budgets/<str:scope>/<int:pk>/", budgets.budget_save, name="budget_save"),
+    path("budgets/<int:budget_id>/remove/", budgets.budget_delete, name="budget_remove"),
 ]

@@ -1,7 +1,11 @@
 from django.urls import path
 
-from config.views import placeholder
+from ledger.views import topup
 
 urlpatterns = [
-    path("topup/", placeholder, {"title": "Top up"}, name="topup"),
+    path("topup/", topup.topup_page, name="topup"),
+    path("topup/checkout/", topup.topup_checkout, name="topup_checkout"),
+    path("topup/redeem/", topup.topup_redeem, name="topup_redeem"),
+    path("topup/test/<int:pk>/", topup.topup_test_pay, name="topup_test_pay"),
+    path("webhooks/stripe/", topup.stripe_webhook, name="stripe_webhook"),
 ]

@@ -111,3 +111,127 @@ def key_revoke(*, api_key: ApiKey, actor: Any | None = None) -> ApiKey:
         hashes = [api_key.key_hash]
         transaction.on_commit(lambda: [hook(h) for hook in KEY_REVOKED_HOOKS for h in hashes])
     return api_key
+
+
+# --- Dashboard edits (projects and keys) -------------------------------------------------
+
+KEY_EDITABLE_FIELDS = (
+    "name",
+    "allowed_models",
+    "allowed_wallets",
+    "ip_allowlist",
+    "rpm_limit",
+    "tpm_limit",
+    "max_concurrent_streams",
+    "expires_at",
+)
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+@transaction.atomic
+def project_create(
+    *,
+    org: Organization,
+    name: str,
+    environment: str = Environment.PRODUCTION,
+    actor: Any | None = None,
+) -> Project:
+    """Create a project; a duplicate name in the organization raises ValueError."""
+    name = name.strip()
+    if not name:
+        raise ValueError("A project needs a name.")
+    Environment(environment)  # ValueError on an unknown label
+    if Project.objects.for_org(org).filter(name=name).exists():
+        raise ValueError(f"A project called {name!r} already exists.")
+    project = Project.objects.create(org=org, name=name, environment=environment)
+    audit_record(
+        org=org,
+        actor=actor,
+        action="project.create",
+        target=project,
+        changes={"name": name, "environment": environment},
+    )
+    return project
+
+
+@transaction.atomic
+def project_update(
+    *,
+    project: Project,
+    name: str | None = None,
+    environment: str | None = None,
+    actor: Any | None = None,
+) -> Project:
+    """Rename a project or change its environment label; names stay unique per organization."""
+    changes: dict[str, Any] = {}
+    if name is not None and name.strip() and name.strip() != project.name:
+        name = name.strip()
+        clash = Project.objects.for_org(project.org_id).filter(name=name).exclude(pk=project.pk)
+        if clash.exists():
+            raise ValueError(f"A project called {name!r} already exists.")
+        changes["name"] = [project.name, name]
+        project.name = name
+    if environment is not None and environment != project.environment:
+        Environment(environment)
+        changes["environment"] = [project.environment, environment]
+        project.environment = environment
+    if changes:
+        project.save(update_fields=[f for f in ("name", "environment") if f in changes])
+        audit_record(
+            org=project.org, actor=actor, action="project.update", target=project, changes=changes
+        )
+    return project
+
+
+@transaction.atomic
+def project_archive(*, project: Project, actor: Any | None = None) -> Project:
+    """Archive a project and revoke its keys: an archived project takes no more traffic."""
+    if project.archived_at is None:
+        project.archived_at = timezone.now()
+        project.save(update_fields=["archived_at"])
+        audit_record(
+            org=project.org, actor=actor, action="project.archive", target=project, changes={}
+        )
+        for api_key in ApiKey.objects.filter(project=project, revoked_at__isnull=True):
+            key_revoke(api_key=api_key, actor=actor)
+    return project
+
+
+@transaction.atomic
+def project_unarchive(*, project: Project, actor: Any | None = None) -> Project:
+    """Bring an archived project back; its revoked keys stay revoked."""
+    if project.archived_at is not None:
+        project.archived_at = None
+        project.save(update_fields=["archived_at"])
+        audit_record(
+            org=project.org, actor=actor, action="project.unarchive", target=project, changes={}
+        )
+    return project
+
+
+@transaction.atomic
+def key_update(*, api_key: ApiKey, actor: Any | None = None, **values: Any) -> ApiKey:
+    """Change a key's settings (name, models, wallets and their order, limits, expiry).
+
+    Only `KEY_EDITABLE_FIELDS` may change; the secret never does (revoke and create instead).
+    The proxy's key cache is told through `KEY_REVOKED_HOOKS`, so new limits apply at once.
+    """
+    unknown = set(values) - set(KEY_EDITABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    changes = {}
+    for name, value in values.items():
+        if getattr(api_key, name) != value:
+            changes[name] = [_jsonable(getattr(api_key, name)), _jsonable(value)]
+            setattr(api_key, name, value)
+    if changes:
+        api_key.save(update_fields=list(changes))
+        audit_record(
+            org=api_key.org, actor=actor, action="key.update", target=api_key, changes=changes
+        )
+        hashes = [api_key.key_hash]
+        transaction.on_commit(lambda: [hook(h) for hook in KEY_REVOKED_HOOKS for h in hashes])
+    return api_key

@@ -1,1 +1,100 @@
-"""Upstreams, public models and their routes (the gateway issue fills this in)."""
+"""Upstreams (where requests go), public models (what clients ask for) and the routes
+between them, with prices per 1M tokens in the upstream's wallet currency."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from ledger.money import Currency, MoneyField
+from routing.crypto import secret_decrypt, secret_encrypt
+
+
+class ProviderKind(models.TextChoices):
+    OPENAI = "openai", "OpenAI"
+    OPENAI_COMPATIBLE = "openai-compatible", "OpenAI-compatible relay"
+    ANTHROPIC = "anthropic", "Anthropic"
+    GEMINI = "gemini", "Gemini"
+    DEMO = "demo", "Built-in demo (answers locally)"
+
+
+class Upstream(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+    provider = models.CharField(max_length=20, choices=ProviderKind.choices)
+    # As the provider's official SDK takes it: ".../v1" for OpenAI-format, bare host otherwise.
+    base_url = models.CharField(max_length=500, blank=True)
+    # Fernet token (routing.crypto); never displayed, never logged.
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    # Which of the organization's wallets pays for this upstream's traffic.
+    wallet = models.CharField(max_length=8, choices=Currency.choices, default=Currency.CREDIT)
+    timeout = models.PositiveIntegerField(default=60)  # seconds
+    enabled = models.BooleanField(default=True)
+    # Set when the gateway disabled it (auth or quota error) or an operator did.
+    disabled_reason = models.TextField(blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def api_key(self) -> str:
+        return secret_decrypt(self.api_key_encrypted)
+
+    def set_api_key(self, plain: str) -> None:
+        self.api_key_encrypted = secret_encrypt(plain)
+
+
+class Model(models.Model):
+    """The public model name clients send in `model`."""
+
+    name = models.CharField(max_length=120, unique=True)
+    enabled = models.BooleanField(default=True)
+    # Upper bound of completion tokens used to size holds when a request sets no max_tokens.
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Route(models.Model):
+    """One way to serve a Model. Lower `position` is tried first; `weight` balances load
+    among enabled routes of equal position. Prices are in the upstream's wallet currency."""
+
+    model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="routes")
+    upstream = models.ForeignKey(Upstream, on_delete=models.PROTECT, related_name="routes")
+    upstream_model = models.CharField(max_length=120)
+    position = models.PositiveIntegerField(default=0)
+    weight = models.PositiveIntegerField(default=1)
+    price_input = MoneyField()  # per 1M prompt tokens
+    price_output = MoneyField()  # per 1M completion tokens
+    # per 1M cached prompt tokens; null = charged at price_input
+    price_cached_input = MoneyField(null=True, blank=True, default=None)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "upstream", "upstream_model"], name="route_unique_target"
+            ),
+            models.CheckConstraint(
+                condition=Q(price_input__gte=0)
+                & Q(price_output__gte=0)
+                & (Q(price_cached_input__isnull=True) | Q(price_cached_input__gte=0)),
+                name="route_prices_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} → {self.upstream.name}/{self.upstream_model}"

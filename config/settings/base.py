@@ -32,9 +32,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "rest_framework.authtoken",  # management API tokens (created in admin or POST /api/auth/token/)
     "adrf",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our static files, no CDN
     "axes",
     "accounts",
     "projects",
@@ -141,6 +143,15 @@ FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
 HOLD_TTL_SECONDS = env.int("HOLD_TTL_SECONDS", default=900)
 PROXY_MAX_BODY_BYTES = env.int("PROXY_MAX_BODY_BYTES", default=8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PROXY_MAX_BODY_BYTES
+# Gateway tuning (routing app): cooldown after N failures in a window, retries, caches.
+ROUTING_COOLDOWN_FAILURES = env.int("ROUTING_COOLDOWN_FAILURES", default=3)
+ROUTING_COOLDOWN_WINDOW_SECONDS = env.int("ROUTING_COOLDOWN_WINDOW_SECONDS", default=60)
+ROUTING_COOLDOWN_SECONDS = env.int("ROUTING_COOLDOWN_SECONDS", default=30)
+ROUTING_RETRIES = env.int("ROUTING_RETRIES", default=1)  # extra tries per route before fallback
+ROUTING_RETRY_BACKOFF_SECONDS = env.float("ROUTING_RETRY_BACKOFF_SECONDS", default=0.2)
+ROUTING_DEFAULT_MAX_OUTPUT_TOKENS = env.int("ROUTING_DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
+ROUTING_KEY_CACHE_SECONDS = env.int("ROUTING_KEY_CACHE_SECONDS", default=30)
+ROUTING_TABLE_CACHE_SECONDS = env.int("ROUTING_TABLE_CACHE_SECONDS", default=5)
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
@@ -162,6 +173,14 @@ AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_USERNAME_FORM_FIELD = "username"
+# Django's AuthenticationForm posts the email as "username"; our form lowercases it before
+# authenticate(), so "A@x.com" and "a@x.com" count against the same account.
+AXES_LOCKOUT_TEMPLATE = "accounts/lockout.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# Called (dotted paths, in order, inside the creating transaction) for every new organization:
+# accounts sits below ledger, so it cannot import the wallet opener itself.
+ORGANIZATION_SETUP_HOOKS = ["ledger.services.postings.wallets_open"]
+INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=7)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -180,6 +199,7 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -193,6 +213,15 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Projects, keys, budgets, usage, ledger and wallets of your organization.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "PREPROCESSING_HOOKS": ["projects.api.schema_management_only"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "CurrencyEnum": "ledger.money.Currency",
+        "UsageKindEnum": "ledger.models.UsageKind",
+        "TransactionKindEnum": "ledger.models.TransactionKind",
+    },
 }
 
 # --- Logging ----------------------------------------------------------------

@@ -1,0 +1,227 @@
+"""Management API for budgets, usage, the ledger (requests and transactions) and wallets.
+
+Big tables (usage records, transactions) page with a cursor on `created_at`: no COUNT(*)
+and no OFFSET over a million rows.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+
+import django_filters
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from accounts.models import Role
+from ledger.errors import InvalidAmount
+from ledger.models import Transaction, UsageKind, UsageRecord
+from ledger.selectors import budgets_status, wallet_balances
+from ledger.selectors_dashboard import UsageFilter, budgets_active, usage_table
+from ledger.serializers import (
+    BudgetSerializer,
+    BudgetStatusSerializer,
+    BudgetWriteSerializer,
+    TransactionSerializer,
+    UsageRecordSerializer,
+    UsageRowSerializer,
+    WalletSerializer,
+)
+from ledger.services.budgets import budget_remove, budget_set
+from projects.api import OrgScopedMixin
+from projects.selectors import key_get, project_get
+
+USAGE_GROUPS = ["key", "model", "route", "wallet", "project"]
+
+
+class NewestFirstCursor(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class WalletViewSet(OrgScopedMixin, viewsets.ViewSet):
+    """Both wallets of your organization: posted, held and available."""
+
+    @extend_schema(responses=WalletSerializer(many=True))
+    def list(self, request):
+        return Response(WalletSerializer(wallet_balances(org_id=self.org.pk), many=True).data)
+
+
+class BudgetViewSet(
+    OrgScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Budgets on projects and keys. Admins and owners set and remove them."""
+
+    serializer_class = BudgetSerializer
+    action_roles = {"create": Role.ADMIN, "destroy": Role.ADMIN}
+    filterset_fields = ["project", "api_key", "currency", "period"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return BudgetSerializer.Meta.model.objects.none()
+        return budgets_active(org=self.org).order_by("id")
+
+    @extend_schema(request=BudgetWriteSerializer, responses={201: BudgetSerializer})
+    def create(self, request):
+        data = BudgetWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        owner = {}
+        if "project" in values:
+            owner["project"] = project_get(org=self.org, pk=values.pop("project"))
+        else:
+            owner["api_key"] = key_get(org=self.org, pk=values.pop("api_key"))
+        if None in owner.values():
+            raise NotFound("No such project or key in your organization.")
+        try:
+            budget = budget_set(org=self.org, actor=request.user, **owner, **values)
+        except (InvalidAmount, ValueError) as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(BudgetSerializer(budget).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, pk=None):
+        budget = self.get_object()
+        budget_remove(budget=budget, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class BudgetStatusViewSet(OrgScopedMixin, viewsets.ViewSet):
+    """Each budget of a project (and optionally a key) in its current period."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("project", OpenApiTypes.INT, required=True),
+            OpenApiParameter("api_key", OpenApiTypes.INT),
+        ],
+        responses=BudgetStatusSerializer(many=True),
+    )
+    def list(self, request):
+        project = project_get(org=self.org, pk=_required_int(request, "project"))
+        if project is None:
+            raise NotFound("No such project.")
+        key_id = _optional_int(request, "api_key")
+        if key_id is not None and key_get(org=self.org, pk=key_id) is None:
+            raise NotFound("No such key.")
+        rows = budgets_status(project_id=project.pk, api_key_id=key_id)
+        return Response(BudgetStatusSerializer(rows, many=True).data)
+
+
+def _optional_int(request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    if not value.isdigit():
+        raise ValidationError({name: "Must be a whole number."})
+    return int(value)
+
+
+def _required_int(request, name: str) -> int:
+    value = _optional_int(request, name)
+    if value is None:
+        raise ValidationError({name: "This parameter is required."})
+    return value
+
+
+def _optional_date(request, name: str):
+    from datetime import date
+
+    value = request.query_params.get(name)
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValidationError({name: "Use YYYY-MM-DD."}) from exc
+
+
+class UsageViewSet(OrgScopedMixin, viewsets.ViewSet):
+    """Requests, tokens and cost grouped by key, model, route, wallet or project; API and
+    Researcher traffic are separate rows (`kind`)."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("group_by", OpenApiTypes.STR, enum=USAGE_GROUPS),
+            OpenApiParameter("start", OpenApiTypes.DATE),
+            OpenApiParameter("end", OpenApiTypes.DATE),
+            OpenApiParameter("project", OpenApiTypes.INT),
+            OpenApiParameter("kind", OpenApiTypes.STR, enum=UsageKind.values),
+        ],
+        responses=UsageRowSerializer(many=True),
+    )
+    def list(self, request):
+        group_by = request.query_params.get("group_by", "model")
+        if group_by not in USAGE_GROUPS:
+            raise ValidationError({"group_by": f"One of {', '.join(USAGE_GROUPS)}."})
+        kind = request.query_params.get("kind") or None
+        if kind is not None and kind not in UsageKind.values:
+            raise ValidationError({"kind": "api or researcher."})
+        end = _optional_date(request, "end") or timezone.now().astimezone(UTC).date()
+        start = _optional_date(request, "start") or end - timedelta(days=29)
+        if start > end or (end - start).days > 366:
+            raise ValidationError({"start": "start must be before end, at most a year apart."})
+        project_id = _optional_int(request, "project")
+        if project_id is not None and project_get(org=self.org, pk=project_id) is None:
+            raise NotFound("No such project.")
+        flt = UsageFilter(start=start, end=end, project_id=project_id, kind=kind)
+        rows = usage_table(org=self.org, flt=flt, group_by=group_by)
+        return Response(UsageRowSerializer(rows, many=True).data)
+
+
+class UsageRecordFilter(django_filters.FilterSet):
+    route = django_filters.CharFilter(field_name="upstream")
+    start = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    end = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = UsageRecord
+        fields = ["project", "api_key", "model", "wallet", "kind", "status", "researcher_run_id"]
+
+
+class UsageRecordViewSet(
+    OrgScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Every request (usage record), newest first; `request_id` opens one."""
+
+    serializer_class = UsageRecordSerializer
+    pagination_class = NewestFirstCursor
+    filterset_class = UsageRecordFilter
+    lookup_field = "request_id"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return UsageRecord.objects.none()
+        return UsageRecord.objects.for_org(self.org)
+
+
+class TransactionFilter(django_filters.FilterSet):
+    start = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    end = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Transaction
+        fields = ["kind"]
+
+
+class TransactionViewSet(
+    OrgScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Money movements with their postings, newest first."""
+
+    serializer_class = TransactionSerializer
+    pagination_class = NewestFirstCursor
+    filterset_class = TransactionFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Transaction.objects.none()
+        return (
+            Transaction.objects.for_org(self.org)
+            .select_related("usage")
+            .prefetch_related("postings__account")
+        )

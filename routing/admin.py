@@ -1,0 +1,124 @@
+"""Operators manage upstreams (secrets write-only), models and their routes here."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from routing.models import Model, Route, Upstream
+from routing.services import upstream_disable, upstream_enable
+
+
+class UpstreamForm(forms.ModelForm):
+    new_api_key = forms.CharField(
+        label="API key",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only: leave empty to keep the stored key. It is never shown again.",
+    )
+
+    class Meta:
+        model = Upstream
+        fields = ["name", "provider", "base_url", "wallet", "timeout", "enabled"]
+
+    def save(self, commit=True):
+        upstream = super().save(commit=False)
+        if self.cleaned_data.get("new_api_key"):
+            upstream.set_api_key(self.cleaned_data["new_api_key"])
+        if commit:
+            upstream.save()
+        return upstream
+
+
+class DisabledFilter(admin.SimpleListFilter):
+    title = "alerts"
+    parameter_name = "alert"
+
+    def lookups(self, request, model_admin):
+        return [("disabled", "Disabled (needs an operator)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "disabled":
+            return queryset.filter(enabled=False)
+        return queryset
+
+
+@admin.register(Upstream)
+class UpstreamAdmin(admin.ModelAdmin):
+    form = UpstreamForm
+    list_display = ["name", "provider", "wallet", "base_url", "timeout", "status", "disabled_at"]
+    list_filter = [DisabledFilter, "provider", "wallet"]
+    search_fields = ["name"]
+    readonly_fields = ["has_api_key", "disabled_reason", "disabled_at", "created_at", "updated_at"]
+    actions = ["action_enable", "action_disable"]
+
+    @admin.display(description="status")
+    def status(self, obj: Upstream):
+        if obj.enabled:
+            return format_html('<span style="color:#137333">enabled</span>')
+        return format_html(
+            '<strong style="color:#b3261e">DISABLED</strong> {}', obj.disabled_reason or ""
+        )
+
+    @admin.display(boolean=True, description="API key stored")
+    def has_api_key(self, obj: Upstream) -> bool:
+        return bool(obj.api_key_encrypted)
+
+    def changelist_view(self, request, extra_context=None):
+        for upstream in Upstream.objects.filter(enabled=False).exclude(disabled_reason=""):
+            since = (
+                f" (since {upstream.disabled_at:%Y-%m-%d %H:%M} UTC)"
+                if upstream.disabled_at
+                else ""
+            )
+            self.message_user(
+                request,
+                f"Upstream {upstream.name} is disabled: {upstream.disabled_reason}{since}. "
+                "Re-enable it once fixed.",
+                level=messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Enable selected upstreams")
+    def action_enable(self, request, queryset):
+        for upstream in queryset:
+            upstream_enable(upstream_id=upstream.pk, actor=request.user)
+        self.message_user(request, f"Enabled {queryset.count()} upstream(s).")
+
+    @admin.action(description="Disable selected upstreams")
+    def action_disable(self, request, queryset):
+        for upstream in queryset:
+            upstream_disable(
+                upstream_id=upstream.pk, reason=f"disabled by {request.user}", actor=request.user
+            )
+        self.message_user(request, f"Disabled {queryset.count()} upstream(s).")
+
+
+class RouteInline(admin.TabularInline):
+    model = Route
+    extra = 0
+    fields = [
+        "position",
+        "upstream",
+        "upstream_model",
+        "weight",
+        "price_input",
+        "price_output",
+        "price_cached_input",
+        "enabled",
+    ]
+    ordering = ["position", "id"]
+    autocomplete_fields = ["upstream"]
+
+
+@admin.register(Model)
+class ModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "enabled", "max_output_tokens", "route_count"]
+    list_filter = ["enabled"]
+    search_fields = ["name"]
+    inlines = [RouteInline]
+
+    @admin.display(description="routes")
+    def route_count(self, obj: Model) -> int:
+        return obj.routes.filter(enabled=True).count()

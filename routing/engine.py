@@ -1,0 +1,861 @@
+"""The gateway engine: route choice, holds, upstream calls, retry/fallback, settlement.
+
+Callable in-process (views, and the AI Researcher from Celery with kind="researcher"):
+
+    result = await completion_create(ctx=ctx, body=body, request_id=rid)         # not streamed
+    handle = await completion_stream(ctx=ctx, body=body, request_id=rid)         # streamed
+    async for event in handle.events(): ...                                      # settles itself
+    result = await embeddings_create(ctx=ctx, body=body, request_id=rid)
+
+`ctx` is a `routing.auth.KeyContext` (`key_context_for(...)` builds one without a request).
+`surface` is "openai" (chat.completion dicts) or "anthropic" (Messages dicts); the body is
+expected to be validated already (`routing.validation`). Failures raise `GatewayError`.
+
+Money rules (docs/billing.md): a hold sized from an upper bound is placed before the
+upstream is called; the real cost is captured from reported usage (or estimated from what
+was delivered, marked estimated); a request that delivered nothing and failed is voided
+with a FAILED usage record. Settlement always happens, shielded from cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+
+from ledger.errors import BudgetExceeded, InsufficientBalance, LedgerError
+from routing import cooldown, ratelimit
+from routing.auth import KeyContext
+from routing.db import db_call
+from routing.errors import GatewayError
+from routing.http import http_client
+from routing.pricing import (
+    cost_compute,
+    hold_amount,
+    prompt_tokens_estimate,
+    prompt_tokens_upper,
+    tokens_estimate,
+)
+from routing.providers import get_provider
+from routing.providers.base import StreamState, UnsupportedFeature, UpstreamError, Usage
+from routing.selectors import ModelEntry, RouteEntry, model_entry_cached, model_entry_get
+
+log = logging.getLogger("routing.engine")
+
+_BACKGROUND: set[asyncio.Task] = set()  # strong refs for fire-and-forget and shielded tasks
+
+
+def _spawn(coro: Awaitable) -> asyncio.Task:
+    task = asyncio.ensure_future(coro)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    return task
+
+
+async def _shielded(coro: Awaitable) -> Any:
+    """Run to completion even if the caller is cancelled (client disconnect)."""
+    task = _spawn(coro)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # The task carries on in the background; the caller still sees its cancellation.
+        raise
+
+
+# --- ledger calls (sync ORM functions, run in a worker thread) ------------------------------
+
+
+def _hold_place(**kwargs):
+    from ledger.services.holds import hold_place
+
+    return hold_place(**kwargs)
+
+
+def _hold_capture(**kwargs):
+    from ledger.services.holds import hold_capture
+
+    return hold_capture(**kwargs)
+
+
+def _hold_void(**kwargs):
+    from ledger.services.holds import hold_void
+
+    return hold_void(**kwargs)
+
+
+def _hold_keepalive(**kwargs):
+    from ledger.services.holds import hold_keepalive
+
+    return hold_keepalive(**kwargs)
+
+
+def _upstream_disable(**kwargs):
+    from routing.services import upstream_disable
+
+    return upstream_disable(**kwargs)
+
+
+def _native_headers(provider, surface: str, upstream_headers: dict[str, str] | None) -> dict:
+    """Client headers of a surface (e.g. `anthropic-beta`) only mean something to an upstream
+    that speaks that surface natively; translated paths never see them (issue 5)."""
+    if upstream_headers and provider.native_surface == surface:
+        return upstream_headers
+    return {}
+
+
+# --- plan ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Plan:
+    ctx: KeyContext
+    model: ModelEntry
+    chain: list[RouteEntry]
+    body: dict
+    surface: str
+    endpoint: str
+    request_id: str
+    kind: str
+    researcher_run_id: Any
+    stream: bool
+    prompt_upper: int
+    completion_upper: int
+    prompt_estimate: int
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class HeldRoute:
+    hold_id: Any
+    wallet: str
+    route: RouteEntry
+
+
+@dataclass(slots=True)
+class CompletionResult:
+    request_id: str
+    body: dict
+    usage: Usage
+    cost: Decimal
+    wallet: str
+    upstream: str
+    upstream_model: str
+    fallback: bool
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-tokenforge-route": f"{self.upstream}/{self.upstream_model}",
+            "x-tokenforge-wallet": self.wallet,
+            "x-tokenforge-fallback": "true" if self.fallback else "false",
+            "x-tokenforge-cost": format(self.cost, "f"),
+        }
+
+
+def _completion_upper(body: dict, model: ModelEntry) -> int:
+    requested = body.get("max_tokens") or body.get("max_completion_tokens")
+    if not isinstance(requested, int) or isinstance(requested, bool) or requested <= 0:
+        requested = None
+    limit = model.max_output_tokens
+    if requested is None:
+        upper = limit or settings.ROUTING_DEFAULT_MAX_OUTPUT_TOKENS
+    else:
+        upper = min(requested, limit) if limit else requested
+    n = body.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+        upper *= n
+    return upper
+
+
+def _order_chain(ctx: KeyContext, routes: tuple[RouteEntry, ...]) -> list[RouteEntry]:
+    """Position order (or the key's wallet preference first); weighted shuffle among equals."""
+    usable = [r for r in routes if not ctx.allowed_wallets or r.wallet in ctx.allowed_wallets]
+    groups: dict[tuple[int, int], list[RouteEntry]] = {}
+    for route in usable:
+        rank = ctx.allowed_wallets.index(route.wallet) if ctx.allowed_wallets else 0
+        groups.setdefault((rank, route.position), []).append(route)
+    chain: list[RouteEntry] = []
+    for key in sorted(groups):
+        group = groups[key]
+        while group:
+            if len(group) == 1:
+                chain.append(group.pop())
+                break
+            pick = random.choices(range(len(group)), weights=[max(r.weight, 1) for r in group])[0]
+            chain.append(group.pop(pick))
+    return chain
+
+
+async def _plan(
+    *,
+    ctx: KeyContext,
+    body: dict,
+    request_id: str,
+    surface: str,
+    endpoint: str,
+    kind: str,
+    researcher_run_id: Any,
+    stream: bool,
+) -> Plan:
+    name = body.get("model")
+    if not ctx.model_allowed(name):
+        raise GatewayError(
+            403,
+            f"The model '{name}' is not allowed for this API key.",
+            type="permission_error",
+            code="model_not_allowed",
+            param="model",
+        )
+    hit, entry = model_entry_cached(name=name)
+    if not hit:
+        entry = await db_call(model_entry_get, name=name)
+    if entry is None:
+        raise GatewayError(
+            404,
+            f"The model '{name}' does not exist.",
+            code="model_not_found",
+            param="model",
+        )
+    chain = _order_chain(ctx, entry.routes)
+    if not chain:
+        if entry.routes:
+            raise GatewayError(
+                403,
+                f"No route for '{name}' bills a wallet this key may use.",
+                type="permission_error",
+                code="wallet_not_allowed",
+                param="model",
+            )
+        raise GatewayError(
+            503, f"The model '{name}' has no available route.", type="api_error", code="no_route"
+        )
+    cooled = await cooldown.cooled_down([r.route_id for r in chain])
+    if cooled:
+        chain = [r for r in chain if r.route_id not in cooled]
+        if not chain:
+            raise GatewayError(
+                503,
+                f"Every route for '{name}' is cooling down after repeated failures; retry shortly.",
+                type="api_error",
+                code="upstreams_cooling_down",
+                headers={"Retry-After": str(settings.ROUTING_COOLDOWN_SECONDS)},
+            )
+    prompt_estimate = prompt_tokens_estimate(body)
+    completion_upper = 0 if endpoint == "embeddings" else _completion_upper(body, entry)
+    if ctx.api_key_id is not None:
+        decision = await ratelimit.admit(
+            key_id=ctx.api_key_id,
+            rpm_limit=ctx.rpm_limit,
+            tpm_limit=ctx.tpm_limit,
+            tokens=prompt_estimate,
+        )
+        if not decision.allowed:
+            what = "requests" if decision.limit == "rpm" else "tokens"
+            raise GatewayError(
+                429,
+                f"Rate limit reached for this key ({what} per minute). "
+                f"Retry after {decision.retry_after}s.",
+                type="rate_limit_error",
+                code=f"rate_limit_{decision.limit}",
+                headers={"Retry-After": str(decision.retry_after)},
+            )
+    return Plan(
+        ctx=ctx,
+        model=entry,
+        chain=chain,
+        body=body,
+        surface=surface,
+        endpoint=endpoint,
+        request_id=request_id,
+        kind=kind,
+        researcher_run_id=researcher_run_id,
+        stream=stream,
+        prompt_upper=prompt_tokens_upper(body),
+        completion_upper=completion_upper,
+        prompt_estimate=prompt_estimate,
+    )
+
+
+# --- holds and usage records ----------------------------------------------------------------
+
+
+def _usage_dict(
+    plan: Plan,
+    *,
+    route: RouteEntry | None,
+    attempts: list[dict],
+    usage: Usage | None,
+    error: str = "",
+) -> dict:
+    prices = route.prices if route is not None else None
+    usage = usage or Usage()
+    return {
+        "request_id": plan.request_id,
+        "project_id": plan.ctx.project_id,
+        "api_key_id": plan.ctx.api_key_id,
+        "kind": plan.kind,
+        "researcher_run_id": plan.researcher_run_id,
+        "endpoint": plan.endpoint,
+        "model": plan.model.name,
+        "upstream": route.target.name if route else "",
+        "upstream_model": route.upstream_model if route else "",
+        "attempts": attempts,
+        "fallback": len(attempts) > 1,
+        "wallet": route.wallet if route else "",
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "estimated": usage.estimated,
+        "price_input": prices.input if prices else Decimal(0),
+        "price_output": prices.output if prices else Decimal(0),
+        "price_cached_input": prices.cached_or_input if prices else Decimal(0),
+        "price_multiplier": plan.ctx.price_multiplier,
+        "error": error[:2000],
+        "stream": plan.stream,
+        "latency_ms": int((time.monotonic() - plan.started) * 1000),
+    }
+
+
+async def _place(plan: Plan, route: RouteEntry) -> HeldRoute:
+    amount = hold_amount(
+        prices=route.prices,
+        multiplier=plan.ctx.price_multiplier,
+        prompt_upper=plan.prompt_upper,
+        completion_upper=plan.completion_upper,
+    )
+    hold = await db_call(
+        _hold_place,
+        org_id=plan.ctx.org_id,
+        currency=route.wallet,
+        amount=amount,
+        project_id=plan.ctx.project_id,
+        api_key_id=plan.ctx.api_key_id,
+        request_id=plan.request_id,
+    )
+    return HeldRoute(hold_id=hold.pk, wallet=route.wallet, route=route)
+
+
+async def _capture(
+    plan: Plan, held: HeldRoute, attempts: list[dict], usage: Usage, error: str = ""
+):
+    cost = cost_compute(
+        prices=held.route.prices,
+        multiplier=plan.ctx.price_multiplier,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+    )
+    await db_call(
+        _hold_capture,
+        hold_id=held.hold_id,
+        amount=cost,
+        usage=_usage_dict(plan, route=held.route, attempts=attempts, usage=usage, error=error),
+    )
+    if plan.ctx.api_key_id is not None and plan.ctx.tpm_limit:
+        await ratelimit.tokens_add(
+            key_id=plan.ctx.api_key_id,
+            tpm_limit=plan.ctx.tpm_limit,
+            tokens=usage.total_tokens - plan.prompt_estimate,
+        )
+    return cost
+
+
+async def _void(plan: Plan, held: HeldRoute, attempts: list[dict] | None, error: str = "") -> None:
+    usage = None
+    if attempts is not None:
+        usage = _usage_dict(plan, route=held.route, attempts=attempts, usage=None, error=error)
+    await db_call(_hold_void, hold_id=held.hold_id, usage=usage)
+
+
+def _attempt(route: RouteEntry, status: str, error: str, started: float) -> dict:
+    return {
+        "upstream": route.target.name,
+        "model": route.upstream_model,
+        "status": status,
+        "error": error[:300],
+        "latency_ms": int((time.monotonic() - started) * 1000),
+    }
+
+
+def _ledger_gateway_error(exc: LedgerError) -> GatewayError:
+    if isinstance(exc, BudgetExceeded):
+        return GatewayError(
+            402,
+            f"The {exc.scope} {exc.period} budget in {exc.currency} is exhausted "
+            f"(budget {exc.budget_id}).",
+            type="billing_error",
+            code="budget_exceeded",
+        )
+    currency = getattr(exc, "currency", "")
+    return GatewayError(
+        402,
+        f"Insufficient {currency} balance: top up the wallet to continue.",
+        type="billing_error",
+        code="insufficient_balance",
+    )
+
+
+_DISABLED_MESSAGE = (
+    "the upstream rejected its credentials or quota; it is disabled until an operator re-enables it"
+)
+
+
+def _upstream_gateway_error(exc: UpstreamError | None) -> GatewayError:
+    if exc is None:
+        return GatewayError(
+            503,
+            "No upstream could serve this request.",
+            type="api_error",
+            code="upstream_unavailable",
+        )
+    if exc.status == 504:
+        status = 504
+    elif exc.status in (429, 503) or exc.disable:
+        status = 503
+    else:
+        status = 502
+    return GatewayError(
+        status,
+        f"Every route failed; last error: {_DISABLED_MESSAGE if exc.disable else exc.message}",
+        type="api_error",
+        code="upstream_error",
+    )
+
+
+# --- the route loop ---------------------------------------------------------------------------
+
+
+async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
+    """Try the chain: hold per wallet/price, retries with backoff, fallback, cooldown.
+    Returns (result, held, attempts). On total failure voids and raises GatewayError."""
+    attempts: list[dict] = []
+    held: HeldRoute | None = None
+    ledger_error: LedgerError | None = None
+    last_error: UpstreamError | None = None
+    tries = 1 + max(0, settings.ROUTING_RETRIES)
+    try:
+        for route in plan.chain:
+            if held is None or held.wallet != route.wallet or held.route.prices != route.prices:
+                # Same wallet: release first so the new hold can use the money. Another
+                # wallet: place first, so a refusal keeps the old hold to record the failure on.
+                if held is not None and held.wallet == route.wallet:
+                    await _void(plan, held, None)
+                    held = None
+                try:
+                    placed = await _place(plan, route)
+                except (InsufficientBalance, BudgetExceeded) as exc:
+                    ledger_error = ledger_error or exc
+                    continue
+                if held is not None:
+                    await _void(plan, held, None)
+                held = placed
+            else:
+                held.route = route
+            for attempt in range(tries):
+                started = time.monotonic()
+                try:
+                    result = await call(route)
+                except UpstreamError as exc:
+                    last_error = exc
+                    # A credentials/quota answer may echo part of the upstream's key: operators
+                    # see it (disabled_reason), customers only a generic reason.
+                    shown = _DISABLED_MESSAGE if exc.disable else exc.message
+                    attempts.append(_attempt(route, str(exc.status or "error"), shown, started))
+                    if exc.disable:
+                        await db_call(
+                            _upstream_disable,
+                            upstream_id=route.upstream_id,
+                            reason=f"{exc.status or ''} {exc.message}".strip()[:500],
+                        )
+                        break
+                    if not exc.retryable:
+                        err = GatewayError(
+                            exc.status or 400,
+                            exc.message,
+                            type=exc.error_type or "invalid_request_error",
+                            code="upstream_rejected",
+                        )
+                        await _void(plan, held, attempts, error=exc.message)
+                        held = None
+                        raise err from exc
+                    await cooldown.failure_record(route.route_id)
+                    if attempt + 1 < tries:
+                        delay = settings.ROUTING_RETRY_BACKOFF_SECONDS * (2**attempt)
+                        if exc.retry_after:
+                            delay = max(delay, min(exc.retry_after, 2.0))
+                        await asyncio.sleep(delay)
+                    continue
+                except UnsupportedFeature as exc:
+                    attempts.append(_attempt(route, "400", exc.message, started))
+                    await _void(plan, held, attempts, error=exc.message)
+                    held = None
+                    raise GatewayError(
+                        400, exc.message, param=exc.param, code="unsupported"
+                    ) from exc
+                attempts.append(_attempt(route, "ok", "", started))
+                return result, held, attempts
+        if held is not None:
+            error = "no upstream answered"
+            if last_error is not None:
+                error = _DISABLED_MESSAGE if last_error.disable else last_error.message
+            await _void(plan, held, attempts, error=error)
+            held = None
+        if last_error is None and ledger_error is not None:
+            raise _ledger_gateway_error(ledger_error)
+        raise _upstream_gateway_error(last_error)
+    except BaseException:
+        # Cancelled (client gone) or an unexpected error: never leave the hold pending.
+        if held is not None:
+            held_now = held
+            await _shielded(_void(plan, held_now, attempts, error="request aborted"))
+        raise
+
+
+# --- non-streamed ---------------------------------------------------------------------------
+
+
+async def completion_create(
+    *,
+    ctx: KeyContext,
+    body: dict,
+    request_id: str,
+    surface: str = "openai",
+    kind: str = "api",
+    researcher_run_id: Any = None,
+    upstream_headers: dict[str, str] | None = None,
+) -> CompletionResult:
+    """One non-streamed chat completion (surface "openai") or message ("anthropic").
+    `upstream_headers`: client headers the adapter may forward (e.g. `anthropic-beta`)."""
+    plan = await _plan(
+        ctx=ctx,
+        body=body,
+        request_id=request_id,
+        surface=surface,
+        endpoint="chat.completions" if surface == "openai" else "messages",
+        kind=kind,
+        researcher_run_id=researcher_run_id,
+        stream=False,
+    )
+    client = http_client()
+
+    async def call(route: RouteEntry):
+        provider = get_provider(route.target.provider)
+        method = provider.chat if surface == "openai" else provider.messages
+        return await method(
+            client=client,
+            target=route.target,
+            model=route.upstream_model,
+            body=body,
+            headers=_native_headers(provider, surface, upstream_headers),
+        )
+
+    return await _finish_unary(plan, call)
+
+
+async def embeddings_create(
+    *,
+    ctx: KeyContext,
+    body: dict,
+    request_id: str,
+    kind: str = "api",
+    researcher_run_id: Any = None,
+) -> CompletionResult:
+    plan = await _plan(
+        ctx=ctx,
+        body=body,
+        request_id=request_id,
+        surface="openai",
+        endpoint="embeddings",
+        kind=kind,
+        researcher_run_id=researcher_run_id,
+        stream=False,
+    )
+    client = http_client()
+
+    async def call(route: RouteEntry):
+        provider = get_provider(route.target.provider)
+        return await provider.embeddings(
+            client=client, target=route.target, model=route.upstream_model, body=body
+        )
+
+    return await _finish_unary(plan, call)
+
+
+async def _finish_unary(plan: Plan, call) -> CompletionResult:
+    result, held, attempts = await _route_loop(plan, call)
+    usage = result.usage
+    cost = await _shielded(_capture(plan, held, attempts, usage))
+    body = result.body
+    if isinstance(body, dict) and plan.surface == "openai" and "model" in body:
+        body = {**body, "model": plan.model.name}
+    return CompletionResult(
+        request_id=plan.request_id,
+        body=body,
+        usage=usage,
+        cost=cost,
+        wallet=held.wallet,
+        upstream=held.route.target.name,
+        upstream_model=held.route.upstream_model,
+        fallback=len(attempts) > 1,
+    )
+
+
+# --- streamed ---------------------------------------------------------------------------------
+
+
+def _openai_text(event: dict) -> str:
+    parts = []
+    for choice in event.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict):
+            if isinstance(delta.get("content"), str):
+                parts.append(delta["content"])
+            for call in delta.get("tool_calls") or ():
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict):
+                    parts.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+    return "".join(parts)
+
+
+def _anthropic_text(event: dict) -> str:
+    if event.get("type") == "content_block_delta":
+        delta = event.get("delta") or {}
+        return str(delta.get("text") or delta.get("partial_json") or delta.get("thinking") or "")
+    return ""
+
+
+def _meaningful(surface: str, event: dict) -> bool:
+    """Has content reached the client with this event? Until then, fallback is still possible."""
+    if surface == "openai":
+        if event.get("usage") and not event.get("choices"):
+            return True
+        for choice in event.get("choices") or ():
+            if isinstance(choice, dict) and (choice.get("finish_reason") or _openai_text(event)):
+                return True
+        return False
+    return event.get("type") in ("content_block_delta", "message_delta", "message_stop")
+
+
+class StreamHandle:
+    """An open stream whose first content is already in hand (fallback is over).
+
+    Iterate `events()` exactly once; it settles the hold when the stream ends, breaks, or the
+    consumer goes away (cancellation or aclose), shielded so settlement always completes.
+    """
+
+    def __init__(self, plan, held, attempts, state, first, rest, client_wants_usage):
+        self.plan: Plan = plan
+        self.held: HeldRoute = held
+        self.attempts: list[dict] = attempts
+        self.state: StreamState = state
+        self._first: list[dict] = first
+        self._rest: AsyncIterator[dict] = rest
+        self._client_wants_usage = client_wants_usage
+        self._delivered: list[str] = []
+        self._error: str = ""
+        self._completed = False
+        self._settled = False
+
+    @property
+    def request_id(self) -> str:
+        return self.plan.request_id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-tokenforge-route": self.held.route.label,
+            "x-tokenforge-wallet": self.held.wallet,
+            "x-tokenforge-fallback": "true" if len(self.attempts) > 1 else "false",
+        }
+
+    def _outgoing(self, event: dict) -> dict | None:
+        if self.plan.surface != "openai":
+            return event
+        # Events are ours (parsed per request), so they are changed in place: no copies per chunk.
+        if "model" in event:
+            event["model"] = self.plan.model.name
+        if "usage" in event and not self._client_wants_usage:
+            if not event.get("choices"):
+                return None
+            del event["usage"]
+        return event
+
+    def _error_event(self, message: str) -> dict:
+        if self.plan.surface == "openai":
+            return {
+                "error": {
+                    "message": message,
+                    "type": "api_error",
+                    "code": "upstream_error",
+                    "param": None,
+                }
+            }
+        return {"type": "error", "error": {"type": "api_error", "message": message}}
+
+    async def events(self) -> AsyncIterator[dict]:
+        text_of = _openai_text if self.plan.surface == "openai" else _anthropic_text
+        interval = max(1.0, settings.HOLD_TTL_SECONDS / 3)
+        last_keepalive = time.monotonic()
+        try:
+            for event in self._first:
+                out = self._outgoing(event)
+                if out is not None:
+                    yield out
+                self._delivered.append(text_of(event))
+            self._first = []
+            try:
+                async for event in self._rest:
+                    if time.monotonic() - last_keepalive > interval:
+                        last_keepalive = time.monotonic()
+                        _spawn(db_call(_hold_keepalive, hold_id=self.held.hold_id))
+                    out = self._outgoing(event)
+                    if out is not None:
+                        yield out
+                    self._delivered.append(text_of(event))
+                self._completed = True
+            except UpstreamError as exc:
+                self._error = f"stream broke: {exc.message}"
+                self.attempts[-1] = {
+                    **self.attempts[-1],
+                    "status": "broken",
+                    "error": exc.message[:300],
+                }
+                yield self._error_event(f"The upstream stream broke: {exc.message}")
+        except (asyncio.CancelledError, GeneratorExit):
+            self._error = self._error or "client disconnected"
+            raise
+        finally:
+            if not self._settled:
+                self._settled = True
+                await _shielded(self._settle())
+
+    async def aclose(self) -> None:
+        """Settle a handle whose events() were never iterated (e.g. the view failed)."""
+        if not self._settled:
+            self._settled = True
+            self._error = self._error or "client disconnected"
+            await _shielded(self._settle())
+
+    async def _settle(self) -> None:
+        try:
+            closer = getattr(self._rest, "aclose", None)
+            if closer is not None:
+                try:
+                    await closer()  # stops the upstream call if still running
+                except Exception:  # noqa: BLE001 - the upstream is gone either way
+                    log.debug("upstream stream close failed", exc_info=True)
+            plan, state = self.plan, self.state
+            delivered = tokens_estimate("".join(self._delivered))
+            if state.usage is not None and (self._completed or state.usage.total_tokens > 0):
+                usage = state.usage
+            elif delivered == 0 and not self._completed:
+                await _void(
+                    plan, self.held, self.attempts, error=self._error or "nothing delivered"
+                )
+                return
+            else:
+                usage = Usage(
+                    prompt_tokens=plan.prompt_estimate, completion_tokens=delivered, estimated=True
+                )
+            await _capture(plan, self.held, self.attempts, usage, error=self._error)
+        except Exception:
+            log.exception("stream settlement failed for %s", self.plan.request_id)
+        finally:
+            if self.plan.ctx.api_key_id is not None:
+                await ratelimit.stream_release(
+                    key_id=self.plan.ctx.api_key_id,
+                    limit=self.plan.ctx.max_concurrent_streams,
+                    request_id=self.plan.request_id,
+                )
+
+
+async def completion_stream(
+    *,
+    ctx: KeyContext,
+    body: dict,
+    request_id: str,
+    surface: str = "openai",
+    kind: str = "api",
+    researcher_run_id: Any = None,
+    upstream_headers: dict[str, str] | None = None,
+) -> StreamHandle:
+    """Open a stream: route, hold, and read until the first content (fallback allowed until
+    then). The caller must iterate `handle.events()` (or call `handle.aclose()`)."""
+    plan = await _plan(
+        ctx=ctx,
+        body=body,
+        request_id=request_id,
+        surface=surface,
+        endpoint="chat.completions" if surface == "openai" else "messages",
+        kind=kind,
+        researcher_run_id=researcher_run_id,
+        stream=True,
+    )
+    if ctx.api_key_id is not None and not await ratelimit.stream_acquire(
+        key_id=ctx.api_key_id, limit=ctx.max_concurrent_streams, request_id=request_id
+    ):
+        raise GatewayError(
+            429,
+            f"This key already has {ctx.max_concurrent_streams} concurrent streams open "
+            "(max_concurrent_streams); wait for one to finish.",
+            type="rate_limit_error",
+            code="too_many_streams",
+            headers={"Retry-After": "1"},
+        )
+    client = http_client()
+    options = body.get("stream_options")
+    client_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+
+    async def call(route: RouteEntry):
+        provider = get_provider(route.target.provider)
+        state = StreamState()
+        method = provider.chat_stream if surface == "openai" else provider.messages_stream
+        events = method(
+            client=client,
+            target=route.target,
+            model=route.upstream_model,
+            body=body,
+            headers=_native_headers(provider, surface, upstream_headers),
+            state=state,
+        )
+        iterator = events.__aiter__()
+        first: list[dict] = []
+        try:
+            while True:
+                try:
+                    event = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+                first.append(event)
+                if _meaningful(surface, event):
+                    break
+        except BaseException:
+            closer = getattr(iterator, "aclose", None)
+            if closer is not None:
+                try:
+                    await closer()
+                except Exception:  # noqa: BLE001
+                    log.debug("upstream stream close failed", exc_info=True)
+            raise
+        if not first:
+            raise UpstreamError("upstream stream was empty", status=502, retryable=True)
+        return state, first, iterator
+
+    try:
+        (state, first, rest), held, attempts = await _route_loop(plan, call)
+    except BaseException:
+        if ctx.api_key_id is not None:
+            await _shielded(
+                ratelimit.stream_release(
+                    key_id=ctx.api_key_id, limit=ctx.max_concurrent_streams, request_id=request_id
+                )
+            )
+        raise
+    return StreamHandle(plan, held, attempts, state, first, rest, client_wants_usage)

@@ -1,0 +1,218 @@
+"""Anthropic's Messages API: `{base_url}/v1/messages` (and `/v1/messages/count_tokens`),
+`x-api-key`, `anthropic-version`; SSE streams of typed events. The native surface is
+Anthropic's, so `/v1/messages` passes through untranslated; the OpenAI surface comes from
+the base class through `routing.translate.openai_anthropic`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+
+from routing.providers.base import (
+    ChatResult,
+    Provider,
+    UpstreamError,
+    UpstreamTarget,
+    Usage,
+)
+from routing.translate.openai_anthropic import usage_from_anthropic
+
+DEFAULT_VERSION = "2023-06-01"
+FORWARDED = ("anthropic-version", "anthropic-beta")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def error_from_response(status: int, content: bytes, response: httpx.Response) -> UpstreamError:
+    """`{"type": "error", "error": {"type", "message"}}` -> UpstreamError. 429, 5xx and 529
+    (overloaded) are retryable; 401/403 and an exhausted credit balance disable the upstream."""
+    message, error_type = f"upstream answered HTTP {status}", None
+    try:
+        data = orjson.loads(content)
+        err = data.get("error") if isinstance(data, dict) else None
+        if isinstance(err, dict):
+            message = str(err.get("message") or message)[:500]
+            error_type = err.get("type")
+    except orjson.JSONDecodeError:
+        pass
+    if status in (401, 403) or "credit balance is too low" in message.lower():
+        return UpstreamError(
+            message, status=status, disable=True, error_type=error_type or "authentication_error"
+        )
+    retryable = status in (408, 409, 429) or status >= 500
+    return UpstreamError(
+        message,
+        status=status,
+        retryable=retryable,
+        error_type=error_type,
+        retry_after=_retry_after(response),
+    )
+
+
+def _connect_error(exc: Exception) -> UpstreamError:
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamError("upstream timed out", status=504, retryable=True)
+    return UpstreamError(f"upstream unreachable ({type(exc).__name__})", status=502, retryable=True)
+
+
+def _malformed() -> UpstreamError:
+    return UpstreamError("upstream sent a malformed response", status=502, retryable=True)
+
+
+class AnthropicProvider(Provider):
+    native_surface = "anthropic"
+
+    def _headers(self, target: UpstreamTarget, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = {"content-type": "application/json", "anthropic-version": DEFAULT_VERSION}
+        for name, value in (extra or {}).items():
+            if name.lower() in FORWARDED and value:
+                headers[name.lower()] = value
+        if target.api_key:
+            headers["x-api-key"] = target.api_key
+        return headers
+
+    def _url(self, target: UpstreamTarget, path: str) -> str:
+        base = target.base_url.rstrip("/")
+        if base.endswith("/v1"):  # tolerate a base_url given the OpenAI way
+            base = base[:-3]
+        return base + path
+
+    async def _post_json(self, client, target, path: str, body: dict, headers) -> dict:
+        try:
+            response = await client.post(
+                self._url(target, path),
+                content=orjson.dumps(body),
+                headers=self._headers(target, headers),
+                timeout=target.timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise _connect_error(exc) from exc
+        if response.status_code >= 400:
+            raise error_from_response(response.status_code, response.content, response)
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise _malformed() from exc
+        if not isinstance(data, dict):
+            raise _malformed()
+        return data
+
+    async def messages(self, *, client, target, model, body, headers) -> ChatResult:
+        upstream_body = {**body, "model": model}
+        upstream_body.pop("stream", None)
+        data = await self._post_json(client, target, "/v1/messages", upstream_body, headers)
+        if data.get("type") != "message" or not isinstance(data.get("content"), list):
+            raise _malformed()
+        usage = usage_from_anthropic(data.get("usage"))
+        if usage is None:
+            from routing.translate.tokens import estimate_tokens_anthropic, text_tokens
+
+            text = "".join(str(b.get("text") or "") for b in data["content"] if isinstance(b, dict))
+            usage = Usage(
+                prompt_tokens=estimate_tokens_anthropic(body),
+                completion_tokens=text_tokens(text),
+                estimated=True,
+            )
+        return ChatResult(body=data, usage=usage)
+
+    def messages_stream(
+        self, *, client, target, model, body, headers, state
+    ) -> AsyncIterator[dict]:
+        return self._stream(
+            client, target, {**body, "model": model, "stream": True}, headers, state
+        )
+
+    async def _stream(
+        self, client: httpx.AsyncClient, target: UpstreamTarget, body: dict, headers, state
+    ) -> AsyncIterator[dict]:
+        request = client.build_request(
+            "POST",
+            self._url(target, "/v1/messages"),
+            content=orjson.dumps(body),
+            headers=self._headers(target, headers),
+            timeout=target.timeout,
+        )
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise _connect_error(exc) from exc
+        usage_raw: dict = {}
+        try:
+            if response.status_code >= 400:
+                try:
+                    content = await response.aread()
+                except httpx.HTTPError:
+                    content = b""
+                raise error_from_response(response.status_code, content, response)
+            stopped = False
+            try:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    try:
+                        event = orjson.loads(line[5:].strip())
+                    except orjson.JSONDecodeError as exc:
+                        raise UpstreamError(
+                            "upstream sent a malformed stream event", status=502, retryable=True
+                        ) from exc
+                    if not isinstance(event, dict):
+                        continue
+                    kind = event.get("type")
+                    if kind == "error":
+                        err = event.get("error") or {}
+                        raise UpstreamError(
+                            str(err.get("message") or "upstream stream error")[:500],
+                            status=529 if err.get("type") == "overloaded_error" else 502,
+                            retryable=True,
+                            error_type=err.get("type"),
+                        )
+                    if kind == "message_start":
+                        usage_raw.update((event.get("message") or {}).get("usage") or {})
+                        state.usage = usage_from_anthropic(usage_raw)
+                    elif kind == "content_block_delta":
+                        delta = event.get("delta") or {}
+                        piece = delta.get("text") or delta.get("partial_json") or ""
+                        piece = piece or delta.get("thinking") or ""
+                        if piece:
+                            state.delivered_text.append(str(piece))
+                    elif kind == "message_delta":
+                        usage_raw.update(
+                            {k: v for k, v in (event.get("usage") or {}).items() if v is not None}
+                        )
+                        state.usage = usage_from_anthropic(usage_raw)
+                        stop = (event.get("delta") or {}).get("stop_reason")
+                        if stop:
+                            state.finish_reason = stop
+                    elif kind == "message_stop":
+                        stopped = True
+                    yield event
+                    if stopped:
+                        break
+            except httpx.HTTPError as exc:
+                raise UpstreamError(
+                    f"upstream stream broke ({type(exc).__name__})", status=502, retryable=True
+                ) from exc
+            if not stopped:
+                raise UpstreamError("upstream stream ended early", status=502, retryable=True)
+        finally:
+            await response.aclose()
+
+    async def count_tokens(self, *, client, target, model, body, headers) -> int | None:
+        allowed = ("messages", "system", "tools", "tool_choice", "thinking", "mcp_servers")
+        upstream_body = {k: v for k, v in body.items() if k in allowed}
+        upstream_body["model"] = model
+        data = await self._post_json(
+            client, target, "/v1/messages/count_tokens", upstream_body, headers
+        )
+        try:
+            return int(data["input_tokens"])
+        except (KeyError, TypeError, ValueError):
+            return None

@@ -1,0 +1,219 @@
+"""The provider interface: every upstream kind is one adapter implementing this.
+
+Two client surfaces exist: OpenAI chat completions (`/v1/chat/completions`) and Anthropic
+Messages (`/v1/messages`). Each adapter implements its *native* surface; the base class
+derives the other surface by translation (`routing.translate`), so an Anthropic upstream
+serves `/v1/messages` without a lossy round trip and still serves `/v1/chat/completions`.
+
+Failures are raised as `UpstreamError`; its flags drive retry, fallback and cooldown.
+Streams are async iterators of already-parsed events (dicts) in the surface's own format:
+OpenAI `chat.completion.chunk` dicts, or Anthropic event dicts (each with its "type").
+The final usage is reported through the `StreamState` the caller passes in, never guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # part of prompt_tokens that was read from the provider's cache
+    estimated: bool = False  # True when counted from text because the upstream reported none
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTarget:
+    """What an adapter needs to call one upstream (decrypted key; never log it)."""
+
+    name: str
+    provider: str
+    base_url: str
+    api_key: str
+    timeout: float
+
+
+class UpstreamError(Exception):
+    """An upstream failed. `retryable`: try again / fall back (connect errors, timeouts,
+    408, 429, 5xx, Anthropic 529). `disable`: the upstream's credentials or quota are dead
+    (401, 403, insufficient_quota) — disable it until an operator re-enables it.
+    Non-retryable 4xx are returned to the client as they are (`status`, `message`, `error_type`).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        disable: bool = False,
+        error_type: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+        self.disable = disable
+        self.error_type = error_type
+        self.retry_after = retry_after
+
+
+class UnsupportedFeature(Exception):
+    """The request uses a feature the target format cannot express: answer 400, never drop it."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+@dataclass(slots=True)
+class StreamState:
+    """Filled in by an adapter while it streams: usage when the upstream reports it, the
+    text delivered so far (for estimation when it does not), and the finish reason."""
+
+    usage: Usage | None = None
+    delivered_text: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+@dataclass(slots=True)
+class ChatResult:
+    body: dict  # the complete response in the surface's format
+    usage: Usage
+
+
+class Provider:
+    """Base adapter. Subclasses set `native_surface` and implement that surface's methods."""
+
+    native_surface: str = "openai"  # "openai" or "anthropic"
+
+    # --- OpenAI chat-completions surface ------------------------------------------------
+    async def chat(
+        self,
+        *,
+        client: httpx.AsyncClient,
+        target: UpstreamTarget,
+        model: str,
+        body: dict,
+        headers: dict[str, str],
+    ) -> ChatResult:
+        """`body` is an OpenAI chat request with `model` already set to the upstream model."""
+        if self.native_surface == "anthropic":
+            from routing.translate import openai_anthropic as tr
+
+            result = await self.messages(
+                client=client,
+                target=target,
+                model=model,
+                body=tr.request_to_anthropic(body),
+                headers=headers,
+            )
+            return ChatResult(
+                body=tr.response_to_openai(result.body, model=body.get("model", model)),
+                usage=result.usage,
+            )
+        raise NotImplementedError
+
+    def chat_stream(
+        self,
+        *,
+        client: httpx.AsyncClient,
+        target: UpstreamTarget,
+        model: str,
+        body: dict,
+        headers: dict[str, str],
+        state: StreamState,
+    ) -> AsyncIterator[dict]:
+        """Yields OpenAI `chat.completion.chunk` dicts. Raise `UpstreamError` before the first
+        yield for failures that allow fallback; after it, a broken stream raises too."""
+        if self.native_surface == "anthropic":
+            from routing.translate import openai_anthropic as tr
+
+            events = self.messages_stream(
+                client=client,
+                target=target,
+                model=model,
+                body=tr.request_to_anthropic(body),
+                headers=headers,
+                state=state,
+            )
+            return tr.stream_to_openai(events, model=body.get("model", model), state=state)
+        raise NotImplementedError
+
+    async def embeddings(
+        self, *, client: httpx.AsyncClient, target: UpstreamTarget, model: str, body: dict
+    ) -> ChatResult:
+        raise UnsupportedFeature(
+            f"embeddings are not available through the {self.native_surface} provider"
+        )
+
+    # --- Anthropic Messages surface ---------------------------------------------------------
+    async def messages(
+        self,
+        *,
+        client: httpx.AsyncClient,
+        target: UpstreamTarget,
+        model: str,
+        body: dict,
+        headers: dict[str, str],
+    ) -> ChatResult:
+        """`body` is an Anthropic Messages request; the result body is an Anthropic message."""
+        from routing.translate import openai_anthropic as tr
+
+        result = await self.chat(
+            client=client,
+            target=target,
+            model=model,
+            body=tr.request_to_openai(body),
+            headers=headers,
+        )
+        return ChatResult(
+            body=tr.response_to_anthropic(result.body, model=body.get("model", model)),
+            usage=result.usage,
+        )
+
+    def messages_stream(
+        self,
+        *,
+        client: httpx.AsyncClient,
+        target: UpstreamTarget,
+        model: str,
+        body: dict,
+        headers: dict[str, str],
+        state: StreamState,
+    ) -> AsyncIterator[dict]:
+        """Yields Anthropic stream event dicts (`message_start`, `content_block_delta`, ...)."""
+        from routing.translate import openai_anthropic as tr
+
+        chunks = self.chat_stream(
+            client=client,
+            target=target,
+            model=model,
+            body=tr.request_to_openai(body),
+            headers=headers,
+            state=state,
+        )
+        return tr.stream_to_anthropic(chunks, model=body.get("model", model), state=state)
+
+    async def count_tokens(
+        self,
+        *,
+        client: httpx.AsyncClient,
+        target: UpstreamTarget,
+        model: str,
+        body: dict,
+        headers: dict[str, str],
+    ) -> int | None:
+        """Anthropic-format body; None when the upstream cannot count (the caller estimates)."""
+        return None

@@ -1,0 +1,231 @@
+"""OpenAI and OpenAI-compatible relays: `{base_url}/chat/completions`, `/embeddings`,
+Bearer key, SSE streams with `stream_options.include_usage` for the final usage."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+
+from routing.providers.base import (
+    ChatResult,
+    Provider,
+    StreamState,
+    UpstreamError,
+    UpstreamTarget,
+    Usage,
+)
+
+
+def usage_from_openai(data: dict | None) -> Usage | None:
+    if not isinstance(data, dict):
+        return None
+    try:
+        prompt = int(data.get("prompt_tokens") or 0)
+        completion = int(data.get("completion_tokens") or 0)
+        details = data.get("prompt_tokens_details") or {}
+        cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+    except (TypeError, ValueError):
+        return None
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def error_from_response(status: int, content: bytes, response: httpx.Response) -> UpstreamError:
+    """Map an upstream HTTP error to the flags that drive retry, fallback and disabling."""
+    message, error_type, code = f"upstream answered HTTP {status}", None, None
+    try:
+        data = orjson.loads(content)
+        err = data.get("error") if isinstance(data, dict) else None
+        if isinstance(err, dict):
+            message = str(err.get("message") or message)[:500]
+            error_type = err.get("type")
+            code = err.get("code")
+    except orjson.JSONDecodeError:
+        pass
+    quota = "insufficient_quota" in (str(code), str(error_type))
+    if status in (401, 403) or quota:
+        return UpstreamError(
+            message, status=status, disable=True, error_type=error_type or "insufficient_quota"
+        )
+    retryable = status in (408, 409, 425, 429) or status >= 500
+    return UpstreamError(
+        message,
+        status=status,
+        retryable=retryable,
+        error_type=error_type,
+        retry_after=_retry_after(response),
+    )
+
+
+def _connect_error(exc: Exception) -> UpstreamError:
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamError("upstream timed out", status=504, retryable=True)
+    return UpstreamError(f"upstream unreachable ({type(exc).__name__})", status=502, retryable=True)
+
+
+class OpenAIProvider(Provider):
+    native_surface = "openai"
+
+    def _headers(self, target: UpstreamTarget, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if extra:
+            headers.update(extra)
+        if target.api_key:
+            headers["authorization"] = f"Bearer {target.api_key}"
+        return headers
+
+    async def _post_json(
+        self, client: httpx.AsyncClient, target: UpstreamTarget, path: str, body: dict, headers
+    ) -> dict:
+        url = target.base_url.rstrip("/") + path
+        try:
+            response = await client.post(
+                url,
+                content=orjson.dumps(body),
+                headers=self._headers(target, headers),
+                timeout=target.timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise _connect_error(exc) from exc
+        if response.status_code >= 400:
+            raise error_from_response(response.status_code, response.content, response)
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(
+                "upstream sent a malformed response", status=502, retryable=True
+            ) from exc
+        if not isinstance(data, dict):
+            raise UpstreamError("upstream sent a malformed response", status=502, retryable=True)
+        return data
+
+    async def chat(self, *, client, target, model, body, headers) -> ChatResult:
+        data = await self._post_json(
+            client, target, "/chat/completions", {**body, "model": model}, headers
+        )
+        if not isinstance(data.get("choices"), list):
+            raise UpstreamError(
+                "upstream sent a response without choices", status=502, retryable=True
+            )
+        usage = usage_from_openai(data.get("usage"))
+        if usage is None:
+            from routing.pricing import prompt_tokens_estimate, tokens_estimate
+
+            text = "".join(
+                str((c.get("message") or {}).get("content") or "")
+                for c in data["choices"]
+                if isinstance(c, dict)
+            )
+            usage = Usage(
+                prompt_tokens=prompt_tokens_estimate(body),
+                completion_tokens=tokens_estimate(text),
+                estimated=True,
+            )
+        return ChatResult(body=data, usage=usage)
+
+    def chat_stream(self, *, client, target, model, body, headers, state) -> AsyncIterator[dict]:
+        upstream_body = {**body, "model": model, "stream": True}
+        options = dict(upstream_body.get("stream_options") or {})
+        options["include_usage"] = True
+        upstream_body["stream_options"] = options
+        return self._stream(client, target, upstream_body, headers, state)
+
+    async def _stream(
+        self,
+        client: httpx.AsyncClient,
+        target: UpstreamTarget,
+        body: dict,
+        headers,
+        state: StreamState,
+    ) -> AsyncIterator[dict]:
+        url = target.base_url.rstrip("/") + "/chat/completions"
+        request = client.build_request(
+            "POST",
+            url,
+            content=orjson.dumps(body),
+            headers=self._headers(target, headers),
+            timeout=target.timeout,
+        )
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise _connect_error(exc) from exc
+        try:
+            if response.status_code >= 400:
+                try:
+                    content = await response.aread()
+                except httpx.HTTPError:
+                    content = b""
+                raise error_from_response(response.status_code, content, response)
+            done = False
+            try:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        done = True
+                        break
+                    try:
+                        chunk = orjson.loads(payload)
+                    except orjson.JSONDecodeError as exc:
+                        raise UpstreamError(
+                            "upstream sent a malformed stream event", status=502, retryable=True
+                        ) from exc
+                    if not isinstance(chunk, dict):
+                        continue
+                    if "error" in chunk and "choices" not in chunk:
+                        err = chunk.get("error") or {}
+                        message = err.get("message") if isinstance(err, dict) else str(err)
+                        raise UpstreamError(
+                            str(message or "upstream stream error")[:500],
+                            status=502,
+                            retryable=True,
+                        )
+                    usage = usage_from_openai(chunk.get("usage"))
+                    if usage is not None:
+                        state.usage = usage
+                    for choice in chunk.get("choices") or ():
+                        if not isinstance(choice, dict):
+                            continue
+                        delta = choice.get("delta") or {}
+                        if isinstance(delta, dict):
+                            text = delta.get("content")
+                            if isinstance(text, str) and text:
+                                state.delivered_text.append(text)
+                            for call in delta.get("tool_calls") or ():
+                                fn = call.get("function") if isinstance(call, dict) else None
+                                if isinstance(fn, dict):
+                                    state.delivered_text.append(
+                                        str(fn.get("name") or "") + str(fn.get("arguments") or "")
+                                    )
+                        if choice.get("finish_reason"):
+                            state.finish_reason = choice["finish_reason"]
+                    yield chunk
+            except httpx.HTTPError as exc:
+                raise UpstreamError(
+                    f"upstream stream broke ({type(exc).__name__})", status=502, retryable=True
+                ) from exc
+            if not done and state.finish_reason is None:
+                raise UpstreamError("upstream stream ended early", status=502, retryable=True)
+        finally:
+            await response.aclose()
+
+    async def embeddings(self, *, client, target, model, body) -> ChatResult:
+        data = await self._post_json(client, target, "/embeddings", {**body, "model": model}, None)
+        usage = usage_from_openai(data.get("usage"))
+        if usage is None:
+            from routing.pricing import prompt_tokens_estimate
+
+            usage = Usage(prompt_tokens=prompt_tokens_estimate(body), estimated=True)
+        usage.completion_tokens = 0
+        return ChatResult(body=data, usage=usage)

@@ -1,0 +1,158 @@
+"""Per-key RPM/TPM limits and the concurrent-stream limit, shared by every process via Redis.
+
+Fixed one-minute windows, checked and counted atomically by one Lua script per request.
+TPM counts the prompt's estimate at admission and the real total at settlement
+(`tokens_add`). When Redis is down the limits run on in-process counters and a warning is
+logged: over-admitting a little beats refusing every request.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from routing.redis import async_redis, redis_errors, redis_failed
+
+PREFIX = "tf:rl:"
+STREAM_SLOT_TTL = 3600  # a crashed process's stream slots are forgotten after this
+
+_ADMIT = """
+local rpm_limit = tonumber(ARGV[1])
+local tpm_limit = tonumber(ARGV[2])
+local tokens = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
+if rpm_limit > 0 then
+  local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if n >= rpm_limit then return {1, redis.call('TTL', KEYS[1])} end
+end
+if tpm_limit > 0 then
+  local t = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if t > 0 and t + tokens > tpm_limit then return {2, redis.call('TTL', KEYS[2])} end
+end
+if rpm_limit > 0 then
+  redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], ttl)
+end
+if tpm_limit > 0 then
+  redis.call('INCRBY', KEYS[2], tokens); redis.call('EXPIRE', KEYS[2], ttl)
+end
+return {0, 0}
+"""
+
+_STREAM_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    limit: str = ""  # "rpm" | "tpm" | "streams"
+    retry_after: int = 0
+
+
+_local_counts: dict[str, int] = {}
+_local_streams: dict[int, set[str]] = {}
+
+
+def _window() -> tuple[int, int]:
+    now = int(time.time())
+    return now // 60, 60 - now % 60
+
+
+async def admit(
+    *, key_id: int, rpm_limit: int | None, tpm_limit: int | None, tokens: int
+) -> Decision:
+    if not rpm_limit and not tpm_limit:
+        return Decision(True)
+    window, remaining = _window()
+    rpm_key, tpm_key = f"{PREFIX}rpm:{key_id}:{window}", f"{PREFIX}tpm:{key_id}:{window}"
+    client = async_redis()
+    if client is not None:
+        try:
+            code, ttl = await client.eval(
+                _ADMIT, 2, rpm_key, tpm_key, rpm_limit or 0, tpm_limit or 0, tokens, 61
+            )
+            code, ttl = int(code), int(ttl)
+            if code == 0:
+                return Decision(True)
+            return Decision(False, "rpm" if code == 1 else "tpm", max(1, min(ttl, remaining)))
+        except redis_errors as exc:
+            redis_failed(exc, "rate limits")
+    # In-process fallback: same arithmetic on a dict, pruned to the current window.
+    for stale in [k for k in _local_counts if not k.endswith(f":{window}")]:
+        _local_counts.pop(stale, None)
+    if rpm_limit and _local_counts.get(rpm_key, 0) >= rpm_limit:
+        return Decision(False, "rpm", remaining)
+    used = _local_counts.get(tpm_key, 0)
+    if tpm_limit and used > 0 and used + tokens > tpm_limit:
+        return Decision(False, "tpm", remaining)
+    if rpm_limit:
+        _local_counts[rpm_key] = _local_counts.get(rpm_key, 0) + 1
+    if tpm_limit:
+        _local_counts[tpm_key] = used + tokens
+    return Decision(True)
+
+
+async def tokens_add(*, key_id: int, tpm_limit: int | None, tokens: int) -> None:
+    """Correct the TPM window with the real usage once known (may be negative)."""
+    if not tpm_limit or tokens == 0:
+        return
+    window, _ = _window()
+    tpm_key = f"{PREFIX}tpm:{key_id}:{window}"
+    client = async_redis()
+    if client is not None:
+        try:
+            await client.incrby(tpm_key, tokens)
+            await client.expire(tpm_key, 61)
+            return
+        except redis_errors as exc:
+            redis_failed(exc, "rate limits")
+    _local_counts[tpm_key] = _local_counts.get(tpm_key, 0) + tokens
+
+
+async def stream_acquire(*, key_id: int, limit: int | None, request_id: str) -> bool:
+    if not limit:
+        return True
+    now = time.time()
+    client = async_redis()
+    if client is not None:
+        try:
+            ok = await client.eval(
+                _STREAM_ACQUIRE,
+                1,
+                f"{PREFIX}streams:{key_id}",
+                now - STREAM_SLOT_TTL,
+                limit,
+                now,
+                request_id,
+                STREAM_SLOT_TTL,
+            )
+            return bool(ok)
+        except redis_errors as exc:
+            redis_failed(exc, "stream limit")
+    slots = _local_streams.setdefault(key_id, set())
+    if len(slots) >= limit:
+        return False
+    slots.add(request_id)
+    return True
+
+
+async def stream_release(*, key_id: int, limit: int | None, request_id: str) -> None:
+    if not limit:
+        return
+    _local_streams.get(key_id, set()).discard(request_id)
+    client = async_redis()
+    if client is not None:
+        try:
+            await client.zrem(f"{PREFIX}streams:{key_id}", request_id)
+        except redis_errors as exc:
+            redis_failed(exc, "stream limit")
+
+
+def ratelimit_reset_local() -> None:
+    _local_counts.clear()
+    _local_streams.clear()

@@ -1,0 +1,300 @@
+"""A real HTTP server on 127.0.0.1 speaking OpenAI's wire format, with fault modes.
+
+    upstream = MockOpenAI().start()      # base_url: upstream.base_url ("http://127.0.0.1:PORT/v1")
+    upstream.mode = "500"                # every request
+    upstream.script = ["429", "ok"]      # the next requests, in order (then `mode`)
+    # or per route: an upstream model named "fault-<mode>" always behaves so
+    upstream.stop()
+
+Modes: ok, hang, 429, 500, 503, 401, 403, 400, insufficient_quota, malformed, cut (stream
+cut mid-way; non-stream: connection dropped), no_usage, slow (a long slow stream).
+A server that refuses connections: `dead_base_url()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+
+import uvicorn
+
+TEXT = "Hello from the mock upstream, one word at a time."
+
+
+def dead_base_url() -> str:
+    """A URL nothing listens on (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+class MockOpenAI:
+    def __init__(self, *, mode: str = "ok", prompt_tokens: int = 12, completion_tokens: int = 9):
+        self.mode = mode
+        self.script: list[str] = []
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+        self.cached_tokens = 0
+        self.hang_seconds = 30.0
+        self.slow_chunks = 400
+        self.slow_delay = 0.02
+        self.requests: list[dict] = []
+        self.disconnects = 0
+        self.chunks_sent = 0
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> MockOpenAI:
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=0,
+            log_level="error",
+            lifespan="off",
+            interface="asgi3",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("mock upstream did not start")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=5)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.mode, self.script, self.requests = "ok", [], []
+            self.disconnects = self.chunks_sent = 0
+            self.cached_tokens = 0
+
+    def _mode_for(self, body: dict) -> str:
+        with self._lock:
+            if self.script:
+                return self.script.pop(0)
+        model = str(body.get("model") or "")
+        if model.startswith("fault-"):
+            return model[len("fault-") :]
+        return self.mode
+
+    # --- ASGI ----------------------------------------------------------------------------------
+    async def app(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        path = scope["path"]
+        with self._lock:
+            self.requests.append({"path": path, "headers": headers, "body": body})
+        mode = self._mode_for(body)
+        if mode == "hang":
+            await asyncio.sleep(self.hang_seconds)
+            return await self._json(send, 200, self._completion(body))
+        if mode in ("429", "500", "503", "401", "403", "400"):
+            status = int(mode)
+            kinds = {
+                429: ("rate_limit_exceeded", "requests"),
+                401: ("invalid_api_key", "invalid_request_error"),
+                403: ("forbidden", "invalid_request_error"),
+                400: ("invalid_value", "invalid_request_error"),
+            }
+            code, kind = kinds.get(status, ("server_error", "server_error"))
+            extra = [(b"retry-after", b"0")] if status == 429 else []
+            return await self._json(
+                send,
+                status,
+                {"error": {"message": f"mock {status}", "type": kind, "code": code, "param": None}},
+                extra,
+            )
+        if mode == "insufficient_quota":
+            return await self._json(
+                send,
+                429,
+                {
+                    "error": {
+                        "message": "You exceeded your current quota.",
+                        "type": "insufficient_quota",
+                        "code": "insufficient_quota",
+                        "param": None,
+                    }
+                },
+            )
+        if mode == "malformed":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            return await send(
+                {"type": "http.response.body", "body": b'{"id": "x", "choices": [tru'}
+            )
+        if path.endswith("/embeddings"):
+            return await self._json(send, 200, self._embeddings(body))
+        if body.get("stream"):
+            return await self._stream(receive, send, body, mode)
+        if mode == "cut":
+            raise RuntimeError("mock: connection dropped")
+        return await self._json(send, 200, self._completion(body, usage=mode != "no_usage"))
+
+    async def _json(self, send, status: int, data: dict, extra_headers=()) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), *extra_headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": json.dumps(data).encode()})
+
+    def _usage(self) -> dict:
+        usage = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+        if self.cached_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return usage
+
+    def _completion(self, body: dict, usage: bool = True) -> dict:
+        data = {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:12],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "mock"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": TEXT},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+        if usage:
+            data["usage"] = self._usage()
+        return data
+
+    def _embeddings(self, body: dict) -> dict:
+        items = body.get("input")
+        items = items if isinstance(items, list) else [items]
+        return {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                for i, _ in enumerate(items)
+            ],
+            "model": body.get("model"),
+            "usage": {"prompt_tokens": self.prompt_tokens, "total_tokens": self.prompt_tokens},
+        }
+
+    async def _stream(self, receive, send, body: dict, mode: str) -> None:
+        disconnected = asyncio.Event()
+
+        async def watch():
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    disconnected.set()
+                    return
+
+        watcher = asyncio.create_task(watch())
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        cid, created, model = (
+            "chatcmpl-" + uuid.uuid4().hex[:12],
+            int(time.time()),
+            body.get("model"),
+        )
+
+        def chunk(delta, finish=None):
+            return {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+
+        async def emit(data) -> bool:
+            if disconnected.is_set():
+                return False
+            payload = data if isinstance(data, bytes) else json.dumps(data).encode()
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + payload + b"\n\n",
+                    "more_body": True,
+                }
+            )
+            self.chunks_sent += 1
+            return True
+
+        try:
+            await emit(chunk({"role": "assistant", "content": ""}))
+            words = TEXT.split(" ")
+            if mode == "slow":
+                words = [f"w{i}" for i in range(self.slow_chunks)]
+            for i, word in enumerate(words):
+                if mode == "cut" and i == 3:
+                    raise RuntimeError("mock: stream cut")
+                if not await emit(chunk({"content": word if i == 0 else " " + word})):
+                    self.disconnects += 1
+                    return
+                if mode == "slow":
+                    await asyncio.sleep(self.slow_delay)
+                    if disconnected.is_set():
+                        self.disconnects += 1
+                        return
+            await emit(chunk({}, "stop"))
+            include = (body.get("stream_options") or {}).get("include_usage")
+            if include and mode != "no_usage":
+                await emit(
+                    {
+                        "id": cid,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": self._usage(),
+                    }
+                )
+            await emit(b"[DONE]")
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()

@@ -1,0 +1,122 @@
+"""A local stand-in for the Stripe API (Checkout Sessions) and Stripe's webhook signatures.
+
+`StripeApiServer` listens on 127.0.0.1 (ephemeral port) and records every request; point the
+`stripe` library at it with `stripe.api_base = server.url`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+_ids = itertools.count(1)
+
+
+def stripe_signature(*, payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """The `Stripe-Signature` header exactly as Stripe builds it."""
+    t = int(time.time()) if timestamp is None else timestamp
+    signed = f"{t}.".encode() + payload
+    v1 = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={t},v1={v1}"
+
+
+def checkout_event(
+    *,
+    event_type: str,
+    session_id: str,
+    amount_total: int,
+    org_id: int,
+    topup_id: int,
+    payment_status: str = "paid",
+    event_id: str | None = None,
+) -> bytes:
+    event = {
+        "id": event_id or f"evt_test_{next(_ids)}",
+        "object": "event",
+        "type": event_type,
+        "api_version": "2024-06-20",
+        "created": int(time.time()),
+        "data": {
+            "object": {
+                "id": session_id,
+                "object": "checkout.session",
+                "mode": "payment",
+                "amount_total": amount_total,
+                "currency": "usd",
+                "payment_status": payment_status,
+                "client_reference_id": str(topup_id),
+                "metadata": {"org_id": str(org_id), "topup_id": str(topup_id)},
+            }
+        },
+    }
+    return json.dumps(event).encode()
+
+
+class StripeApiServer:
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                params = dict(parse_qsl(body, keep_blank_values=True))
+                server.requests.append(
+                    {"path": self.path, "params": params, "auth": self.headers.get("Authorization")}
+                )
+                if self.path != "/v1/checkout/sessions":
+                    self._send(
+                        404, {"error": {"message": "not mocked", "type": "invalid_request_error"}}
+                    )
+                    return
+                session_id = f"cs_test_{next(_ids)}"
+                self._send(
+                    200,
+                    {
+                        "id": session_id,
+                        "object": "checkout.session",
+                        "mode": params.get("mode"),
+                        "amount_total": int(
+                            params.get("line_items[0][price_data][unit_amount]", 0)
+                        ),
+                        "currency": params.get("line_items[0][price_data][currency]"),
+                        "client_reference_id": params.get("client_reference_id"),
+                        "metadata": {
+                            k[len("metadata[") : -1]: v
+                            for k, v in params.items()
+                            if k.startswith("metadata[")
+                        },
+                        "payment_status": "unpaid",
+                        "url": f"https://checkout.stripe.test/pay/{session_id}",
+                    },
+                )
+
+            def _send(self, status: int, data: dict) -> None:
+                raw = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> StripeApiServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)

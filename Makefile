@@ -43,7 +43,8 @@ services:
 test: $(STAMP) services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) services
+bench: $(STAMP)
+	bash scripts/services.sh wrk
 	$(BIN)/python bench/run.py
 
 audit: $(STAMP)

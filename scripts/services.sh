@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL and Redis answer on their standard local ports (and, with
-# `chromium`, that Debian's Chromium is installed for browser tests). Installs them from
+# `chromium`, that Debian's Chromium is installed for browser tests; with `wrk`, the load
+# generator `make bench` uses). Installs them from
 # Debian's packages when absent; starts them when down. Idempotent.
 set -euo pipefail
 
 want_chromium=0
-for arg in "$@"; do [ "$arg" = "chromium" ] && want_chromium=1; done
+want_wrk=0
+for arg in "$@"; do
+  [ "$arg" = "chromium" ] && want_chromium=1
+  [ "$arg" = "wrk" ] && want_wrk=1
+done
 
 apt_updated=0
 apt_install() {
@@ -46,5 +51,8 @@ fi
 
 if [ "$want_chromium" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   echo "services: installing Chromium" >&2; $SUDO bash -c "$(declare -f apt_install); apt_updated=0; apt_install chromium"
+fi
+if [ "$want_wrk" = 1 ] && ! command -v wrk >/dev/null 2>&1; then
+  echo "services: installing wrk" >&2; $SUDO bash -c "$(declare -f apt_install); apt_updated=0; apt_install wrk"
 fi
 echo "services: PostgreSQL and Redis are up"

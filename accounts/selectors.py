@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import hashlib
 
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from accounts.models import Invitation, Membership, Organization, Role
+from accounts.models import AuditEvent, Invitation, Membership, Organization, Role
 
 
 def membership_current(*, user, org_id: int | None) -> Membership | None:
@@ -60,3 +61,81 @@ def organization_owned_by(*, user, name: str) -> Organization | None:
         .order_by("pk")
         .first()
     )
+
+
+# --- Audit log ------------------------------------------------------------------------------
+
+# What the dashboard's "Audit log" filter offers, as action prefixes (see `audit_record`).
+AUDIT_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "keys": ("API keys", ("key.",)),
+    "budgets": ("Budgets", ("budget.",)),
+    "projects": ("Projects", ("project.",)),
+    "members": ("Members and invitations", ("membership.", "invitation.", "organization.")),
+    "roles": ("Role changes", ("membership.role_change",)),
+    "money": (
+        "Top-ups, adjustments and refunds",
+        ("topup.", "redemption.", "grant.", "ledger.", "adjustment."),
+    ),
+    "routing": ("Routes and upstreams", ("routing.", "upstream.")),
+}
+# Operator-wide changes (org is None) an organization still sees: they change its prices and
+# routes. Who made them is not shown to tenants.
+AUDIT_GLOBAL_PREFIXES = AUDIT_KINDS["routing"][1]
+
+
+def _prefixes_q(prefixes: tuple[str, ...]) -> Q:
+    query = Q(pk__in=[])
+    for prefix in prefixes:
+        query |= Q(action__startswith=prefix)
+    return query
+
+
+def audit_events(*, org, kind: str | None = None) -> QuerySet:
+    """The organization's audit events (plus operator routing changes), newest first."""
+    scoped = AuditEvent.objects.for_org(org)
+    platform = AuditEvent.objects.filter(org__isnull=True).filter(
+        _prefixes_q(AUDIT_GLOBAL_PREFIXES)
+    )
+    qs = AuditEvent.objects.filter(Q(pk__in=scoped.values("pk")) | Q(pk__in=platform.values("pk")))
+    if kind in AUDIT_KINDS:
+        qs = qs.filter(_prefixes_q(AUDIT_KINDS[kind][1]))
+    return qs.select_related("actor").order_by("-created_at", "-pk")
+
+
+def audit_actor_label(*, event: AuditEvent, member_ids: set[int]) -> str:
+    """Members by email; operators (staff outside the organization) only as "tokenforge
+    operator", so a tenant never learns who the operators are."""
+    if event.org_id is None or (
+        event.actor is not None and event.actor.is_staff and event.actor_id not in member_ids
+    ):
+        return "tokenforge operator"
+    if event.actor is None:
+        return "system"
+    return event.actor.email
+
+
+def member_user_ids(*, org) -> set[int]:
+    return set(Membership.objects.for_org(org).values_list("user_id", flat=True))
+
+
+def audit_change_lines(changes: dict | None) -> list[tuple[str, str]]:
+    """`changes` as readable (field, text) pairs; a [before, after] pair reads "a → b"."""
+    lines = []
+    for field, value in (changes or {}).items():
+        if isinstance(value, list) and len(value) == 2 and not isinstance(value[0], dict):
+            before, after = value
+            text = f"{_plain(before)} → {_plain(after)}"
+        else:
+            text = _plain(value)
+        lines.append((field.replace("_", " "), text))
+    return lines
+
+
+def _plain(value) -> str:
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_plain(v)}" for k, v in value.items())
+    return str(value)

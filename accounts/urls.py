@@ -59,6 +59,7 @@ urlpatterns = [
     path("accounts/switch/", views.organization_switch, name="switch"),
     path("dashboard/organizations/new/", views.organization_create, name="org_create"),
     path("dashboard/members/", views.members, name="members"),
+    path("dashboard/audit/", views.audit_log, name="audit_log"),
     path("dashboard/members/invite/", views.member_invite, name="member_invite"),
     path("dashboard/members/<int:membership_id>/role/", views.member_role, name="member_role"),
     path(

@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -26,9 +27,19 @@ from accounts.forms import (
 )
 from accounts.middleware import SESSION_KEY
 from accounts.models import Invitation, Membership, Role
-from accounts.selectors import invitation_pending_by_token, invitations_pending, members_of
+from accounts.selectors import (
+    AUDIT_KINDS,
+    audit_actor_label,
+    audit_change_lines,
+    audit_events,
+    invitation_pending_by_token,
+    invitations_pending,
+    member_user_ids,
+    members_of,
+)
 
 _BACKEND = "django.contrib.auth.backends.ModelBackend"
+AUDIT_PAGE_SIZE = 50
 
 
 def home(request):
@@ -237,4 +248,33 @@ def invitation_accept(request, token: str):
             "login_url": reverse("accounts:login") + "?next=" + request.path,
         },
         status=status,
+    )
+
+
+@org_required(Role.ADMIN)
+def audit_log(request):
+    """Who changed what, when, in this organization (owners and admins)."""
+    kind = request.GET.get("kind") if request.GET.get("kind") in AUDIT_KINDS else ""
+    page = Paginator(audit_events(org=request.org, kind=kind), AUDIT_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    member_ids = member_user_ids(org=request.org)
+    rows = [
+        {
+            "event": event,
+            "who": audit_actor_label(event=event, member_ids=member_ids),
+            "lines": audit_change_lines(event.changes),
+        }
+        for event in page
+    ]
+    return render(
+        request,
+        "accounts/audit_log.html",
+        {
+            "title": "Audit log",
+            "page": page,
+            "rows": rows,
+            "kind": kind,
+            "kinds": [(value, label) for value, (label, _) in AUDIT_KINDS.items()],
+        },
     )

@@ -39,3 +39,34 @@ class RequestIdMiddleware:
         response = await self.get_response(request)
         response.headers["x-request-id"] = request.request_id
         return response
+
+
+class NulByteMiddleware:
+    """400 for a NUL byte in the path or query string (`%00`): PostgreSQL text cannot hold
+    one, so it would otherwise surface as a 500 from whichever lookup or filter reads it."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    @staticmethod
+    def _refusal(request):
+        if "\x00" not in request.path and "%00" not in request.META.get("QUERY_STRING", ""):
+            return None
+        from django.http import HttpResponseBadRequest, JsonResponse
+
+        if request.path.startswith("/api/"):
+            return JsonResponse({"detail": "NUL bytes are not allowed in URLs."}, status=400)
+        return HttpResponseBadRequest("NUL bytes are not allowed in URLs.\n", content_type="text/plain")
+
+    def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        return self._refusal(request) or self.get_response(request)
+
+    async def __acall__(self, request):
+        return self._refusal(request) or await self.get_response(request)

@@ -2,21 +2,28 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from config import metrics as config_metrics
 from config import views as config_views
+from ledger.admin import overview_view as ledger_overview_view
 from ledger.views import topup as ledger_topup_views
 
 urlpatterns = [
     path("", include("accounts.urls")),
     path("healthz", config_views.healthz, name="healthz"),
+    path("metrics", config_metrics.metrics_view, name="metrics"),
+    path("admin/overview/", admin.site.admin_view(ledger_overview_view), name="admin_overview"),
     path("admin/", admin.site.urls),
     path("dashboard/", include("ledger.urls")),
     path("dashboard/", include("projects.urls")),
     path("dashboard/researcher/", include("researcher.urls")),
     path("api/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves Swagger UI's init script as a file: no inline script under CSP.
+    path(
+        "api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"
+    ),
     path("v1/", include("routing.urls")),
     path("webhooks/stripe/", ledger_topup_views.stripe_webhook, name="stripe_webhook"),
 ]

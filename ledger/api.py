@@ -173,10 +173,23 @@ class UsageViewSet(OrgScopedMixin, viewsets.ViewSet):
         return Response(UsageRowSerializer(rows, many=True).data)
 
 
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """ISO 8601 accepts offsets up to ±23:59, PostgreSQL only ±15:59: compare in UTC, and
+    refuse a time that has no UTC equivalent, so no offset or year ends in a 500."""
+
+    def filter(self, qs, value):
+        if value is not None:
+            try:
+                value = value.astimezone(UTC)
+            except OverflowError as exc:
+                raise ValidationError({self.field_name: ["Date out of range."]}) from exc
+        return super().filter(qs, value)
+
+
 class UsageRecordFilter(django_filters.FilterSet):
     route = django_filters.CharFilter(field_name="upstream")
-    start = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    end = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    start = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    end = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = UsageRecord
@@ -200,8 +213,8 @@ class UsageRecordViewSet(
 
 
 class TransactionFilter(django_filters.FilterSet):
-    start = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    end = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    start = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    end = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Transaction

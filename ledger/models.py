@@ -347,6 +347,11 @@ class UsageRecord(models.Model):
             models.Index(fields=["org", "kind", "created_at"]),
             models.Index(fields=["api_key", "created_at"]),
             models.Index(fields=["project", "created_at"]),
+            # Operator and dashboard breakdowns by model and by the route that ran.
+            models.Index(fields=["org", "model", "created_at"], name="usage_org_model_created_idx"),
+            models.Index(
+                fields=["org", "upstream", "created_at"], name="usage_org_upstream_created_idx"
+            ),
         ]
 
     def __str__(self) -> str:

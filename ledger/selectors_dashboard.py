@@ -255,9 +255,16 @@ def overview_get(*, org: Organization, now: datetime | None = None) -> Overview:
         ],
         spend_today=spend_today,
         spend_month=spend_month,
+        # Every kind in every wallet, zeros included: API and Researcher spend always apart.
         spend_by_kind=[
-            {"kind": kind, "kind_label": UsageKind(kind).label, "wallet": wallet, "month": total}
-            for (kind, wallet), total in sorted(by_kind.items())
+            {
+                "kind": kind,
+                "kind_label": UsageKind(kind).label,
+                "wallet": wallet,
+                "month": by_kind.get((kind, wallet), ZERO),
+            }
+            for kind in UsageKind.values
+            for wallet in Currency.values
         ],
         top_projects=top(by_project, Project),
         top_keys=top(by_key, ApiKey),

@@ -213,3 +213,32 @@ def schema_management_only(endpoints):
     """drf-spectacular preprocessing hook: the schema documents the management API (/api/);
     the OpenAI-compatible proxy under /v1/ follows the providers' own specifications."""
     return [endpoint for endpoint in endpoints if endpoint[0].startswith("/api/")]
+
+
+_ERROR_RESPONSES = {
+    "400": "Invalid input: the body names each field and what is wrong with it.",
+    "401": "Missing or invalid credentials (session or `Authorization: Token ...`).",
+    "403": "Authenticated, but your role in the organization does not allow this.",
+    "404": "No such object in your organization.",
+}
+
+
+def schema_error_responses(result, generator, request, public):
+    """drf-spectacular postprocessing hook: document the error answers every operation can
+    give (DRF's `{"detail": ...}` or per-field lists), so clients and schemathesis see them."""
+    error = {
+        "type": "object",
+        "additionalProperties": True,
+        "description": '`{"detail": "..."}` or `{"field": ["message", ...]}`',
+    }
+    for operations in result.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            responses = operation.setdefault("responses", {})
+            for status, description in _ERROR_RESPONSES.items():
+                responses.setdefault(
+                    status,
+                    {"description": description, "content": {"application/json": {"schema": error}}},
+                )
+    return result

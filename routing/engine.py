@@ -23,17 +23,21 @@ import asyncio
 import logging
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError, IntegrityError, OperationalError
+from django.utils import timezone
 
 from ledger.errors import BudgetExceeded, InsufficientBalance, LedgerError
-from routing import cooldown, ratelimit
+from ledger.money import to_money
+from routing import cooldown, observability, ratelimit
 from routing.auth import KeyContext
-from routing.db import db_call
+from routing.db import db_call, pg_fast_path, pg_fetchone
 from routing.errors import GatewayError
 from routing.http import http_client
 from routing.pricing import (
@@ -69,7 +73,12 @@ async def _shielded(coro: Awaitable) -> Any:
         raise
 
 
-# --- ledger calls (sync ORM functions, run in a worker thread) ------------------------------
+# --- ledger calls ------------------------------------------------------------------------------
+#
+# On PostgreSQL each is one SQL statement run straight from the event loop (routing.db
+# pg_fetchone; the statements live in ledger.services.holds next to the ORM path they mirror);
+# elsewhere (SQLite for `make run`), and for the rare cases the statement hands back (a budget
+# counter to create, a budget refusal to name), the public ORM functions in a worker thread.
 
 
 def _hold_place(**kwargs):
@@ -94,6 +103,104 @@ def _hold_keepalive(**kwargs):
     from ledger.services.holds import hold_keepalive
 
     return hold_keepalive(**kwargs)
+
+
+def _usage_record_failed(**kwargs):
+    from ledger.services.holds import usage_record_failed
+
+    return usage_record_failed(**kwargs)
+
+
+async def _ledger_place(
+    *, hold_id, org_id, currency, amount, project_id, api_key_id, request_id
+) -> None:
+    kwargs = {
+        "hold_id": hold_id,
+        "org_id": org_id,
+        "currency": currency,
+        "amount": amount,
+        "project_id": project_id,
+        "api_key_id": api_key_id,
+        "request_id": request_id,
+    }
+    if pg_fast_path():
+        from ledger.services import holds
+
+        sql, params = holds.place_statement(
+            **kwargs, now=timezone.now(), ttl=settings.HOLD_TTL_SECONDS
+        )
+        try:
+            outcome = holds.place_outcome(await pg_fetchone(sql, params))
+        except DatabaseError as exc:
+            outcome = holds.place_refusal(exc)
+            if outcome is None:
+                raise
+            if outcome == "budget":
+                outcome = "orm"  # the ORM path names the budget that refused
+        if outcome == "placed":
+            return
+        if outcome == "insufficient":
+            raise InsufficientBalance(currency)
+    await db_call(_hold_place, **kwargs)
+
+
+async def _pg_settle(sql: str, params: dict):
+    """Run a capture/void statement; both are idempotent (guarded on the hold being pending),
+    so a connection lost mid-statement is simply retried once on a fresh connection."""
+    from ledger.services import holds
+
+    for attempt in range(2):
+        try:
+            return await pg_fetchone(sql, params)
+        except OperationalError:
+            if attempt:
+                raise
+        except IntegrityError as exc:
+            if attempt or not holds.capture_missing_system_account(exc):
+                raise
+            await db_call(holds.system_accounts_ensure)
+    return None
+
+
+async def _ledger_capture(*, hold_id, amount: Decimal, usage: dict | None) -> None:
+    if pg_fast_path():
+        from ledger.services import holds
+
+        sql, params = holds.capture_statement(
+            hold_id=hold_id, cost=to_money(amount), usage=usage, now=timezone.now()
+        )
+        row = await _pg_settle(sql, params)
+        if row is not None and row[11]:
+            await db_call(holds.threshold_alerts_record, counter_ids=list(row[11]))
+        return
+    await db_call(_hold_capture, hold_id=hold_id, amount=amount, usage=usage)
+
+
+async def _ledger_void(*, hold_id, usage: dict | None) -> None:
+    if pg_fast_path():
+        from ledger.services import holds
+
+        sql, params = holds.void_statement(
+            hold_id=hold_id, usage=usage, expired=False, now=timezone.now()
+        )
+        await _pg_settle(sql, params)
+        return
+    await db_call(_hold_void, hold_id=hold_id, usage=usage)
+
+
+async def _ledger_keepalive(*, hold_id) -> None:
+    try:
+        if pg_fast_path():
+            from ledger.services import holds
+
+            sql, params = holds.keepalive_statement(
+                hold_id=hold_id, now=timezone.now(), ttl=settings.HOLD_TTL_SECONDS
+            )
+            await pg_fetchone(sql, params)
+        else:
+            await db_call(_hold_keepalive, hold_id=hold_id)
+    except Exception:  # noqa: BLE001 - a missed keepalive only shortens the hold's life
+        log.warning("hold keepalive failed for %s", hold_id, exc_info=True)
 
 
 def _upstream_disable(**kwargs):
@@ -330,16 +437,36 @@ async def _place(plan: Plan, route: RouteEntry) -> HeldRoute:
         prompt_upper=plan.prompt_upper,
         completion_upper=plan.completion_upper,
     )
-    hold = await db_call(
-        _hold_place,
-        org_id=plan.ctx.org_id,
-        currency=route.wallet,
-        amount=amount,
-        project_id=plan.ctx.project_id,
-        api_key_id=plan.ctx.api_key_id,
-        request_id=plan.request_id,
+    hold_id = uuid.uuid4()  # chosen here, so a cancelled caller still knows what to void
+    task = _spawn(
+        _ledger_place(
+            hold_id=hold_id,
+            org_id=plan.ctx.org_id,
+            currency=route.wallet,
+            amount=amount,
+            project_id=plan.ctx.project_id,
+            api_key_id=plan.ctx.api_key_id,
+            request_id=plan.request_id,
+        )
     )
-    return HeldRoute(hold_id=hold.pk, wallet=route.wallet, route=route)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        _spawn(_void_once_placed(task, hold_id))
+        raise
+    return HeldRoute(hold_id=hold_id, wallet=route.wallet, route=route)
+
+
+async def _void_once_placed(task: asyncio.Task, hold_id) -> None:
+    """The client left while its hold was being placed: release it as soon as it exists."""
+    try:
+        await task
+    except BaseException:  # noqa: BLE001 - refused or failed: nothing was reserved
+        return
+    try:
+        await _ledger_void(hold_id=hold_id, usage=None)
+    except Exception:  # noqa: BLE001 - the expiry sweep releases it
+        log.warning("void of an abandoned hold failed; it expires instead", exc_info=True)
 
 
 async def _capture(
@@ -352,8 +479,7 @@ async def _capture(
         completion_tokens=usage.completion_tokens,
         cached_tokens=usage.cached_tokens,
     )
-    await db_call(
-        _hold_capture,
+    await _ledger_capture(
         hold_id=held.hold_id,
         amount=cost,
         usage=_usage_dict(plan, route=held.route, attempts=attempts, usage=usage, error=error),
@@ -371,7 +497,7 @@ async def _void(plan: Plan, held: HeldRoute, attempts: list[dict] | None, error:
     usage = None
     if attempts is not None:
         usage = _usage_dict(plan, route=held.route, attempts=attempts, usage=None, error=error)
-    await db_call(_hold_void, hold_id=held.hold_id, usage=usage)
+    await _ledger_void(hold_id=held.hold_id, usage=usage)
 
 
 def _attempt(route: RouteEntry, status: str, error: str, started: float) -> dict:
@@ -432,13 +558,23 @@ def _upstream_gateway_error(exc: UpstreamError | None) -> GatewayError:
 # --- the route loop ---------------------------------------------------------------------------
 
 
+def _observe(hook: Callable[..., None], **kwargs: Any) -> None:
+    """Observability never breaks a request."""
+    try:
+        hook(**kwargs)
+    except Exception:  # noqa: BLE001
+        log.warning("observability hook %s failed", getattr(hook, "__name__", hook), exc_info=True)
+
+
 async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
     """Try the chain: hold per wallet/price, retries with backoff, fallback, cooldown.
-    Returns (result, held, attempts). On total failure voids and raises GatewayError."""
+    Returns (result, held, attempts). On total failure voids and raises GatewayError; the
+    failed request always gets its usage record (attempts listed), hold or not."""
     attempts: list[dict] = []
     held: HeldRoute | None = None
     ledger_error: LedgerError | None = None
     last_error: UpstreamError | None = None
+    unsupported: UnsupportedFeature | None = None
     tries = 1 + max(0, settings.ROUTING_RETRIES)
     try:
         for route in plan.chain:
@@ -468,6 +604,12 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                     # see it (disabled_reason), customers only a generic reason.
                     shown = _DISABLED_MESSAGE if exc.disable else exc.message
                     attempts.append(_attempt(route, str(exc.status or "error"), shown, started))
+                    _observe(
+                        observability.attempt_failed,
+                        upstream=route.target.name,
+                        model=route.upstream_model,
+                        reason=str(exc.status or "error"),
+                    )
                     if exc.disable:
                         await db_call(
                             _upstream_disable,
@@ -485,7 +627,12 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                         await _void(plan, held, attempts, error=exc.message)
                         held = None
                         raise err from exc
-                    await cooldown.failure_record(route.route_id)
+                    if await cooldown.failure_record(route.route_id):
+                        _observe(
+                            observability.route_cooled_down,
+                            upstream=route.target.name,
+                            model=route.upstream_model,
+                        )
                     if attempt + 1 < tries:
                         delay = settings.ROUTING_RETRY_BACKOFF_SECONDS * (2**attempt)
                         if exc.retry_after:
@@ -493,20 +640,34 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                         await asyncio.sleep(delay)
                     continue
                 except UnsupportedFeature as exc:
-                    attempts.append(_attempt(route, "400", exc.message, started))
-                    await _void(plan, held, attempts, error=exc.message)
-                    held = None
-                    raise GatewayError(
-                        400, exc.message, param=exc.param, code="unsupported"
-                    ) from exc
+                    # This route's provider cannot do what was asked: the next one may.
+                    unsupported = unsupported or exc
+                    attempts.append(_attempt(route, "unsupported", exc.message, started))
+                    break
                 attempts.append(_attempt(route, "ok", "", started))
                 return result, held, attempts
+        error = "no upstream answered"
+        if last_error is not None:
+            error = _DISABLED_MESSAGE if last_error.disable else last_error.message
+        elif unsupported is not None:
+            error = unsupported.message
+        elif ledger_error is not None:
+            error = str(ledger_error) or type(ledger_error).__name__
         if held is not None:
-            error = "no upstream answered"
-            if last_error is not None:
-                error = _DISABLED_MESSAGE if last_error.disable else last_error.message
             await _void(plan, held, attempts, error=error)
             held = None
+        elif attempts:
+            # The hold went with a released route and the next one's was refused: the
+            # request still gets its record of what was tried.
+            await db_call(
+                _usage_record_failed,
+                org_id=plan.ctx.org_id,
+                usage=_usage_dict(plan, route=None, attempts=attempts, usage=None, error=error),
+            )
+        if unsupported is not None and last_error is None:
+            raise GatewayError(
+                400, unsupported.message, param=unsupported.param, code="unsupported"
+            )
         if last_error is None and ledger_error is not None:
             raise _ledger_gateway_error(ledger_error)
         raise _upstream_gateway_error(last_error)
@@ -521,7 +682,7 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
 # --- non-streamed ---------------------------------------------------------------------------
 
 
-async def completion_create(
+async def _completion_create(
     *,
     ctx: KeyContext,
     body: dict,
@@ -559,7 +720,7 @@ async def completion_create(
     return await _finish_unary(plan, call)
 
 
-async def embeddings_create(
+async def _embeddings_create(
     *,
     ctx: KeyContext,
     body: dict,
@@ -662,6 +823,7 @@ class StreamHandle:
         self._error: str = ""
         self._completed = False
         self._settled = False
+        self._cost: Decimal | None = None
 
     @property
     def request_id(self) -> str:
@@ -714,7 +876,7 @@ class StreamHandle:
                 async for event in self._rest:
                     if time.monotonic() - last_keepalive > interval:
                         last_keepalive = time.monotonic()
-                        _spawn(db_call(_hold_keepalive, hold_id=self.held.hold_id))
+                        _spawn(_ledger_keepalive(hold_id=self.held.hold_id))
                     out = self._outgoing(event)
                     if out is not None:
                         yield out
@@ -764,10 +926,32 @@ class StreamHandle:
                 usage = Usage(
                     prompt_tokens=plan.prompt_estimate, completion_tokens=delivered, estimated=True
                 )
-            await _capture(plan, self.held, self.attempts, usage, error=self._error)
+            self._cost = await _capture(plan, self.held, self.attempts, usage, error=self._error)
         except Exception:
             log.exception("stream settlement failed for %s", self.plan.request_id)
         finally:
+            plan = self.plan
+            error_code = ""
+            if self._error:
+                error_code = (
+                    "stream_broken"
+                    if self._error.startswith("stream broke")
+                    else ("client_disconnected")
+                )
+            _request_ended(
+                ctx=plan.ctx,
+                body=plan.body,
+                request_id=plan.request_id,
+                kind=plan.kind,
+                stream=True,
+                started=plan.started,
+                status=200,
+                route=self.held.route.label,
+                wallet=self.held.wallet,
+                cost=self._cost,
+                fallback=len(self.attempts) > 1,
+                error_code=error_code,
+            )
             if self.plan.ctx.api_key_id is not None:
                 await ratelimit.stream_release(
                     key_id=self.plan.ctx.api_key_id,
@@ -776,7 +960,7 @@ class StreamHandle:
                 )
 
 
-async def completion_stream(
+async def _completion_stream(
     *,
     ctx: KeyContext,
     body: dict,
@@ -859,3 +1043,153 @@ async def completion_stream(
             )
         raise
     return StreamHandle(plan, held, attempts, state, first, rest, client_wants_usage)
+
+
+# --- the one place a request ends (observability) ------------------------------------------
+
+
+def _request_ended(
+    *,
+    ctx: KeyContext,
+    body: dict,
+    request_id: str,
+    kind: str,
+    stream: bool,
+    started: float,
+    status: int,
+    route: str = "",
+    wallet: str = "",
+    cost: Decimal | None = None,
+    fallback: bool = False,
+    error_code: str = "",
+) -> None:
+    model = body.get("model") if isinstance(body, dict) else None
+    _observe(
+        observability.request_finished,
+        request_id=request_id,
+        org_id=ctx.org_id,
+        key_prefix=ctx.prefix,
+        model=model if isinstance(model, str) else "",
+        route=route,
+        wallet=wallet,
+        status=status,
+        cost=cost,
+        latency_ms=(time.monotonic() - started) * 1000,
+        fallback=fallback,
+        stream=stream,
+        kind=kind,
+        error_code=error_code,
+    )
+
+
+def _failure_of(exc: BaseException) -> tuple[int, str]:
+    if isinstance(exc, GatewayError):
+        return exc.status, exc.code or ""
+    if isinstance(exc, asyncio.CancelledError):
+        return 499, "client_disconnected"
+    if isinstance(exc, DatabaseError):
+        return 503, "database_unavailable"
+    return 500, "internal_error"
+
+
+async def _observed_unary(impl, *, ctx, body, request_id, kind, **kwargs) -> CompletionResult:
+    started = time.monotonic()
+    common = {"ctx": ctx, "body": body, "request_id": request_id, "kind": kind}
+    try:
+        result = await impl(**common, **kwargs)
+    except BaseException as exc:
+        status, code = _failure_of(exc)
+        _request_ended(**common, stream=False, started=started, status=status, error_code=code)
+        raise
+    _request_ended(
+        **common,
+        stream=False,
+        started=started,
+        status=200,
+        route=f"{result.upstream}/{result.upstream_model}",
+        wallet=result.wallet,
+        cost=result.cost,
+        fallback=result.fallback,
+    )
+    return result
+
+
+async def completion_create(
+    *,
+    ctx: KeyContext,
+    body: dict,
+    request_id: str,
+    surface: str = "openai",
+    kind: str = "api",
+    researcher_run_id: Any = None,
+    upstream_headers: dict[str, str] | None = None,
+) -> CompletionResult:
+    """One non-streamed chat completion (surface "openai") or message ("anthropic").
+    `upstream_headers`: client headers the adapter may forward (e.g. `anthropic-beta`)."""
+    return await _observed_unary(
+        _completion_create,
+        ctx=ctx,
+        body=body,
+        request_id=request_id,
+        kind=kind,
+        surface=surface,
+        researcher_run_id=researcher_run_id,
+        upstream_headers=upstream_headers,
+    )
+
+
+async def embeddings_create(
+    *,
+    ctx: KeyContext,
+    body: dict,
+    request_id: str,
+    kind: str = "api",
+    researcher_run_id: Any = None,
+) -> CompletionResult:
+    return await _observed_unary(
+        _embeddings_create,
+        ctx=ctx,
+        body=body,
+        request_id=request_id,
+        kind=kind,
+        researcher_run_id=researcher_run_id,
+    )
+
+
+async def completion_stream(
+    *,
+    ctx: KeyContext,
+    body: dict,
+    request_id: str,
+    surface: str = "openai",
+    kind: str = "api",
+    researcher_run_id: Any = None,
+    upstream_headers: dict[str, str] | None = None,
+) -> StreamHandle:
+    """Open a stream: route, hold, and read until the first content (fallback allowed until
+    then). The caller must iterate `handle.events()` (or call `handle.aclose()`); the stream's
+    end is reported when it settles."""
+    started = time.monotonic()
+    try:
+        return await _completion_stream(
+            ctx=ctx,
+            body=body,
+            request_id=request_id,
+            surface=surface,
+            kind=kind,
+            researcher_run_id=researcher_run_id,
+            upstream_headers=upstream_headers,
+        )
+    except BaseException as exc:
+        status, code = _failure_of(exc)
+        _request_ended(
+            ctx=ctx,
+            body=body,
+            request_id=request_id,
+            kind=kind,
+            stream=True,
+            started=started,
+            status=status,
+            error_code=code,
+        )
+        raise

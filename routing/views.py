@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import orjson
 from adrf.views import APIView
+from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.renderers import JSONRenderer
@@ -44,6 +45,16 @@ def _gateway_error_from(exc: Exception) -> GatewayError:
         return GatewayError(405, str(exc.detail), code="method_not_allowed")
     if isinstance(exc, drf_exceptions.APIException):
         return GatewayError(exc.status_code, str(exc.detail))
+    if isinstance(exc, OperationalError | InterfaceError):
+        # PostgreSQL unreachable: no key check, no hold, so nothing went upstream (issue 8).
+        log.error("database unavailable on the gateway: %s", exc.__class__.__name__)
+        return GatewayError(
+            503,
+            "The service is temporarily unavailable; retry shortly.",
+            type="api_error",
+            code="database_unavailable",
+            headers={"Retry-After": "5"},
+        )
     log.exception("unexpected error on the gateway")
     return GatewayError(
         500, "Internal error in the gateway.", type="api_error", code="internal_error"

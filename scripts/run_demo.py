@@ -2,11 +2,12 @@
 
 Migrates the SQLite database, seeds the demo (operator, org, demo upstreams, money, a key),
 then runs uvicorn and one Celery worker with beat (filesystem broker) as child processes.
-Ctrl-C or SIGTERM stops both.
+Ctrl-C or SIGTERM stops both. `--port`/`--host` (or PORT/HOST) move the server.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -18,7 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The embedded tokenforge demo.")
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
+    args = parser.parse_args(argv)
     env = {**os.environ}
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     env.setdefault("DEBUG", "true")
@@ -27,7 +32,7 @@ def main() -> int:
         (ROOT / "var" / folder).mkdir(parents=True, exist_ok=True)
     subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True)
     subprocess.run([*manage, "seed_demo"], cwd=ROOT, env=env, check=True)
-    host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8000")
+    host, port = args.host, str(args.port)
     children = [
         subprocess.Popen(
             [

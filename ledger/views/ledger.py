@@ -4,9 +4,12 @@ a transaction with its postings, the streamed CSV export, and "Why did my balanc
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, timedelta
 
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.db.models import Q
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -138,42 +141,86 @@ class _Echo:
         return value
 
 
-def _csv_rows(qs) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
-    rows = qs.values_list(
-        "created_at",
-        "request_id",
-        "kind",
-        "status",
-        "project__name",
-        "api_key__prefix",
-        "model",
-        "upstream",
-        "upstream_model",
-        "fallback",
-        "wallet",
-        "prompt_tokens",
-        "completion_tokens",
-        "cached_tokens",
-        "cost",
-        "latency_ms",
-        "transaction_id",
-        "researcher_run_id",
-    )
-    # A server-side cursor in chunks: a month of traffic never sits in memory at once.
-    for row in rows.iterator(chunk_size=2000):
-        values = list(row)
+CSV_FIELDS = [
+    "created_at",
+    "request_id",
+    "kind",
+    "status",
+    "project__name",
+    "api_key__prefix",
+    "model",
+    "upstream",
+    "upstream_model",
+    "fallback",
+    "wallet",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost",
+    "latency_ms",
+    "transaction_id",
+    "researcher_run_id",
+]
+CSV_BATCH = 2000
+
+
+def _csv_batch(qs, after: tuple | None) -> list[tuple]:
+    """The next rows after `after` (newest first), as CSV-ready tuples plus the keyset.
+
+    Each batch is its own short query (keyset on created_at, id): no cursor is held open
+    between batches, so the export can hop threads and never pins a connection for long.
+    """
+    if after is not None:
+        moment, pk = after
+        qs = qs.filter(Q(created_at__lt=moment) | Q(created_at=moment, id__lt=pk))
+    return list(qs.values_list(*CSV_FIELDS, "id")[:CSV_BATCH])
+
+
+def _csv_lines(writer, rows: list[tuple]) -> Iterator[str]:
+    for row in rows:
+        values = list(row[:-1])
         values[0] = values[0].isoformat()
         yield writer.writerow(["" if v is None else v for v in values])
+
+
+def _keyset(rows: list[tuple]) -> tuple | None:
+    return (rows[-1][0], rows[-1][-1]) if len(rows) == CSV_BATCH else None
+
+
+def _csv_rows(qs) -> Iterator[str]:
+    """For WSGI servers: a plain generator, one batch in memory at a time."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    after = None
+    while True:
+        rows = _csv_batch(qs, after)
+        yield from _csv_lines(writer, rows)
+        after = _keyset(rows)
+        if after is None:
+            return
+
+
+async def _csv_rows_async(qs) -> AsyncIterator[str]:
+    """For ASGI servers, which buffer a synchronous iterator whole before sending it."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    after = None
+    while True:
+        rows = await sync_to_async(_csv_batch)(qs, after)
+        for line in _csv_lines(writer, rows):
+            yield line
+        after = _keyset(rows)
+        if after is None:
+            return
 
 
 @org_required
 def ledger_csv(request):
     flt = ledger_filter(request)
     qs = requests_filtered(org=request.org, flt=flt)
+    rows = _csv_rows_async(qs) if isinstance(request, ASGIRequest) else _csv_rows(qs)
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    response = StreamingHttpResponse(_csv_rows(qs), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="tokenforge-requests-{stamp}.csv"'
     return response
 

@@ -29,6 +29,7 @@ from ledger.services.topups import (
     testpay_enabled,
     testpay_start,
 )
+from ledger.templatetags.money import money
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def topup_test_pay(request, pk: int):
         raise Http404("No such test payment.")
     if request.method == "POST":
         testpay_complete(org=request.org, topup_id=topup.pk)
-        messages.success(request, f"Test payment done: {topup.amount} Credit added.")
+        messages.success(request, f"Test payment done: {money(topup.amount)} Credit added.")
         return redirect("ledger:topup")
     return render(
         request,

@@ -102,10 +102,9 @@ def usage_add(
         cost=Decimal(cost) if status == UsageStatus.SETTLED else Decimal("0"),
         status=status,
         transaction=txn,
+        # Usage records are append-only (a DB trigger refuses UPDATE): set the time at insert.
+        **({"created_at": created_at} if created_at is not None else {}),
     )
-    if created_at is not None:
-        UsageRecord.objects.filter(pk=record.pk).update(created_at=created_at)
-        record.refresh_from_db()
     return record
 
 

@@ -1,0 +1,217 @@
+"""Reads for the operator overview in admin: revenue, upstream cost and margin, upstream health,
+the largest organizations and researcher runs over a date range (UTC, end inclusive).
+
+Revenue is what usage records charged (`cost`, after the organization's price multiplier).
+Upstream cost is the same tokens at the route's prices before the multiplier: route prices
+are what the upstream charges us, and the multiplier is our markup. Both are snapshots on
+the usage record, so later price changes never rewrite these figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import (
+    Count,
+    DecimalField,
+    ExpressionWrapper,
+    F,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce, Least
+
+from ledger.models import AccountKind, Posting, UsageKind, UsageRecord, UsageStatus
+from ledger.money import MONEY_DIGITS, MONEY_PLACES, TOKENS_PER_PRICE_UNIT, ZERO
+
+MONEY = DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+TOP_ORGS = 10
+
+
+@dataclass(frozen=True)
+class DateRange:
+    start: date
+    end: date  # inclusive
+
+    @property
+    def since(self) -> datetime:
+        return datetime.combine(self.start, time.min, tzinfo=UTC)
+
+    @property
+    def until(self) -> datetime:
+        return datetime.combine(self.end + timedelta(days=1), time.min, tzinfo=UTC)
+
+
+def date_range_default(today: date | None = None) -> DateRange:
+    today = today or datetime.now(UTC).date()
+    return DateRange(start=today - timedelta(days=29), end=today)
+
+
+def _upstream_cost() -> ExpressionWrapper:
+    cached = Least(F("cached_tokens"), F("prompt_tokens"))
+    raw = (
+        (F("prompt_tokens") - cached) * F("price_input")
+        + cached * F("price_cached_input")
+        + F("completion_tokens") * F("price_output")
+    )
+    return ExpressionWrapper(raw / Value(TOKENS_PER_PRICE_UNIT), output_field=MONEY)
+
+
+def _money_totals() -> dict:
+    return {
+        "requests": Count("id"),
+        "revenue": Coalesce(Sum("cost"), Value(ZERO), output_field=MONEY),
+        "upstream_cost": Coalesce(Sum(_upstream_cost()), Value(ZERO), output_field=MONEY),
+    }
+
+
+def _with_margin(rows) -> list[dict]:
+    out = []
+    for row in rows:
+        margin = row["revenue"] - row["upstream_cost"]
+        rate = (margin / row["revenue"] * 100) if row["revenue"] else None
+        out.append({**row, "margin": margin, "margin_pct": rate})
+    return out
+
+
+def _settled(window: DateRange) -> QuerySet[UsageRecord]:
+    return UsageRecord.objects.filter(
+        created_at__gte=window.since, created_at__lt=window.until, status=UsageStatus.SETTLED
+    )
+
+
+def revenue_by_wallet(*, window: DateRange) -> list[dict]:
+    rows = _with_margin(
+        _settled(window).values("wallet").annotate(**_money_totals()).order_by("wallet")
+    )
+    shortfall = dict(
+        Posting.objects.filter(
+            account__kind=AccountKind.SHORTFALL,
+            transaction__created_at__gte=window.since,
+            transaction__created_at__lt=window.until,
+        )
+        .values_list("currency")
+        .annotate(total=Sum("amount"))
+    )
+    for row in rows:
+        row["shortfall"] = -(shortfall.get(row["wallet"]) or ZERO)
+    return rows
+
+
+def margin_by_model(*, window: DateRange) -> list[dict]:
+    return _with_margin(
+        _settled(window)
+        .values("wallet", "model")
+        .annotate(**_money_totals())
+        .order_by("wallet", "-revenue")
+    )
+
+
+def margin_by_upstream(*, window: DateRange) -> list[dict]:
+    return _with_margin(
+        _settled(window)
+        .values("wallet", "upstream")
+        .annotate(**_money_totals(), fallbacks=Count("id", filter=Q(fallback=True)))
+        .order_by("wallet", "-revenue")
+    )
+
+
+_ATTEMPTS_SQL = {
+    "postgresql": """
+        SELECT a.value ->> 'upstream' AS upstream,
+               COUNT(*) AS attempts,
+               COUNT(*) FILTER (WHERE COALESCE(a.value ->> 'status', '') NOT IN ('ok', '200'))
+        FROM ledger_usagerecord u CROSS JOIN LATERAL jsonb_array_elements(
+             CASE WHEN jsonb_typeof(u.attempts) = 'array' THEN u.attempts ELSE '[]' END) a
+        WHERE u.created_at >= %s AND u.created_at < %s
+        GROUP BY 1""",
+    "sqlite": """
+        SELECT json_extract(a.value, '$.upstream') AS upstream,
+               COUNT(*) AS attempts,
+               SUM(CASE WHEN COALESCE(CAST(json_extract(a.value, '$.status') AS TEXT), '')
+                        NOT IN ('ok', '200') THEN 1 ELSE 0 END)
+        FROM ledger_usagerecord u, json_each(u.attempts) a
+        WHERE u.created_at >= %s AND u.created_at < %s
+        GROUP BY 1""",
+}
+
+
+def upstream_health(*, window: DateRange) -> list[dict]:
+    """Per upstream: attempts and how many failed, requests it finally served, and how many
+    of those reached it only after a retry or fallback."""
+    sql = _ATTEMPTS_SQL.get(connection.vendor, _ATTEMPTS_SQL["postgresql"])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [window.since, window.until])
+        attempts = {name or "": (total, failed or 0) for name, total, failed in cursor.fetchall()}
+    served = {
+        row["upstream"]: row
+        for row in UsageRecord.objects.filter(
+            created_at__gte=window.since, created_at__lt=window.until
+        )
+        .exclude(upstream="")
+        .values("upstream")
+        .annotate(served=Count("id"), after_fallback=Count("id", filter=Q(fallback=True)))
+    }
+    rows = []
+    for name in sorted(set(attempts) | set(served)):
+        total, failed = attempts.get(name, (0, 0))
+        done = served.get(name, {"served": 0, "after_fallback": 0})
+        rows.append(
+            {
+                "upstream": name or "(none)",
+                "attempts": total,
+                "failures": failed,
+                "failure_rate": Decimal(failed * 100) / total if total else None,
+                "served": done["served"],
+                "after_fallback": done["after_fallback"],
+                "fallback_rate": (
+                    Decimal(done["after_fallback"] * 100) / done["served"]
+                    if done["served"]
+                    else None
+                ),
+            }
+        )
+    return rows
+
+
+def largest_organizations(*, window: DateRange, limit: int = TOP_ORGS) -> list[dict]:
+    return list(
+        _settled(window)
+        .values("wallet", "org_id", "org__slug", "org__name")
+        .annotate(
+            requests=Count("id"),
+            revenue=Coalesce(Sum("cost"), Value(ZERO), output_field=MONEY),
+        )
+        .order_by("-revenue", "org__slug")[:limit]
+    )
+
+
+def researcher_runs(*, window: DateRange) -> list[dict]:
+    return list(
+        _settled(window)
+        .filter(kind=UsageKind.RESEARCHER)
+        .values("wallet")
+        .annotate(
+            runs=Count("researcher_run_id", distinct=True),
+            steps=Count("id"),
+            spend=Coalesce(Sum("cost"), Value(ZERO), output_field=MONEY),
+        )
+        .order_by("wallet")
+    )
+
+
+def operator_overview(*, window: DateRange) -> dict:
+    return {
+        "window": window,
+        "wallets": revenue_by_wallet(window=window),
+        "models": margin_by_model(window=window),
+        "upstreams": margin_by_upstream(window=window),
+        "health": upstream_health(window=window),
+        "organizations": largest_organizations(window=window),
+        "researcher": researcher_runs(window=window),
+    }

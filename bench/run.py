@@ -1,7 +1,7 @@
 """`make bench`: tokenforge vs LiteLLM Proxy vs straight-to-the-mock, interleaved, in one run.
 
 What it does (everything on 127.0.0.1, every process it starts is stopped by PID at the end,
-also on Ctrl-C or an error; the whole run is bounded by `--budget` seconds, default 540):
+also on Ctrl-C or an error; the whole run is bounded by `--budget` seconds, default 570):
 
 1. starts the mock upstream (`bench/mock_upstream.py`) and measures its capacity directly;
 2. prepares tokenforge: database `tf_benchrun` (created when missing, migrated), a routing file
@@ -14,7 +14,8 @@ also on Ctrl-C or an error; the whole run is bounded by `--budget` seconds, defa
 4. for concurrency 1, 16 and 64, non-streaming (`wrk` + `bench/post.lua`) and streaming
    (`bench/stream_client.py`), runs the same load against direct, tokenforge and LiteLLM one
    after the other (interleaved per cell, so drift on the shared machine hits all three);
-5. optional sections while time is left: 2,000 concurrent slow streams, memory flatness;
+5. optional sections while time is left (LiteLLM stopped first): hold+capture pairs on one hot
+   wallet (`bench/bench_holds.py`), 2,000 concurrent slow streams, memory flatness;
 6. writes `docs/benchmarks.md` section by section (`bench/report.py`).
 
     make bench                                   # everything that fits in the budget
@@ -829,8 +830,31 @@ def slow_streams(target: Target, direct: Target, *, streams: int, chunks_model: 
     return "\n".join(lines)
 
 
+def run_holds_bench(*, seconds: float) -> None:
+    """`bench/bench_holds.py` (hold+capture pairs on one hot wallet) writes its own section."""
+    log("hot wallet: bench/bench_holds.py")
+    cmd = [PY, str(BENCH / "bench_holds.py"), "--seconds", str(seconds)]
+    env = {**os.environ, "BENCH_DATABASE_URL": DATABASE_URL, "BENCH_REDIS_URL": REDIS_URL}
+    try:
+        result = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds + 150
+        )
+    except subprocess.TimeoutExpired:
+        log("  bench_holds.py timed out")
+        return
+    for line in result.stdout.splitlines():
+        if line.startswith("| ") and "pairs" not in line and "---" not in line:
+            log("  " + line)
+    if result.returncode != 0:
+        log("  bench_holds.py failed: " + (result.stderr or result.stdout)[-300:])
+
+
+MEMORY_CONCURRENCY = 64
+
+
 def memory_flatness(target: Target, *, first: int, total: int, time_budget: float) -> str:
-    """RSS of each worker after `first` and after `total` non-streaming requests (c16)."""
+    """RSS of each worker after `first` and after `total` non-streaming requests (c64: the
+    most requests the time budget allows)."""
     if not target.available:
         return f"**{target.name}: not available** — {target.note}"
     model = target.model("fast")
@@ -847,7 +871,7 @@ def memory_flatness(target: Target, *, first: int, total: int, time_budget: floa
                 break
             remaining = goal - done
             chunk = min(left, 30.0, max(2.0, remaining / rate * 1.05) if rate else 5.0)
-            res = run_wrk(target, concurrency=16, duration=chunk, model=model)
+            res = run_wrk(target, concurrency=MEMORY_CONCURRENCY, duration=chunk, model=model)
             done += res["requests"]
             errors += res["errors"]
             rate = max(res["rps"], 1.0)
@@ -857,7 +881,8 @@ def memory_flatness(target: Target, *, first: int, total: int, time_budget: floa
         log(f"memory: {done:,} requests so far")
     counts = sorted(checkpoints)
     lines = [
-        f"Non-streaming requests at concurrency 16 through {target.name}; RSS of each worker "
+        f"Non-streaming requests at concurrency {MEMORY_CONCURRENCY} through {target.name}; "
+        "RSS of each worker "
         f"(MB) after about {first:,} and after about {total:,} requests"
         f" ({errors} errors, {time.monotonic() - started:.0f} s).",
         "",
@@ -950,7 +975,7 @@ def target_checks(tables: dict) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description="tokenforge vs LiteLLM vs direct benchmark")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
-    parser.add_argument("--budget", type=float, default=540.0, help="seconds for the whole run")
+    parser.add_argument("--budget", type=float, default=570.0, help="seconds for the whole run")
     parser.add_argument("--no-optional", action="store_true", help="tables only")
     parser.add_argument("--slow-streams", action="store_true", help="only the slow-streams section")
     parser.add_argument("--memory", action="store_true", help="only the memory-flatness section")
@@ -966,7 +991,7 @@ def main() -> int:
     parser.add_argument(
         "--memory-seconds",
         type=float,
-        default=150.0,
+        default=200.0,
         help="cap on the memory section inside a full run (--memory alone uses --budget)",
     )
     parser.add_argument("--skip", action="append", default=[], choices=("tokenforge", "litellm"))
@@ -1102,6 +1127,13 @@ def main() -> int:
 
         if not args.no_optional:
             tf = targets["tokenforge"]
+            ll = targets["litellm"]
+            if ll.proc is not None:
+                procs.stop(ll.proc)  # the sections below measure tokenforge alone
+            if deadline - time.monotonic() > 120:
+                run_holds_bench(seconds=8)
+            else:
+                log("no time left for the hot-wallet section")
             if not tf.available:
                 note = f"**tokenforge: not available** — {tf.note}\n\n_Run `bench/run.py --slow-streams` / `--memory` once it answers._"
                 write_section("slow-streams", note)

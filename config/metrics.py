@@ -13,6 +13,7 @@ from PostgreSQL at scrape time with a few cheap aggregates.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hmac
 import logging
@@ -31,8 +32,13 @@ from prometheus_client import (  # noqa: E402 - the directory must be known befo
     Histogram,
     generate_latest,
 )
+from prometheus_client import values as _values  # noqa: E402
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
+
+# If something imported prometheus_client before the directory was in the environment, its
+# metrics would live in this process's memory, invisible to the scrape: switch to files.
+_values.ValueClass = _values.get_value_class()
 
 log = logging.getLogger("tokenforge.metrics")
 
@@ -49,10 +55,8 @@ def _dead_process_files_remove(directory: str) -> None:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
-            except FileNotFoundError:
-                pass
         except PermissionError:  # alive, another user's
             pass
 

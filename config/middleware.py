@@ -61,7 +61,9 @@ class NulByteMiddleware:
 
         if request.path.startswith("/api/"):
             return JsonResponse({"detail": "NUL bytes are not allowed in URLs."}, status=400)
-        return HttpResponseBadRequest("NUL bytes are not allowed in URLs.\n", content_type="text/plain")
+        return HttpResponseBadRequest(
+            "NUL bytes are not allowed in URLs.\n", content_type="text/plain"
+        )
 
     def __call__(self, request):
         if iscoroutinefunction(self):

@@ -1,13 +1,20 @@
 """URL map: pages per app, the management API under /api/, the proxy under /v1/."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.http import JsonResponse
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config import metrics as config_metrics
 from config import views as config_views
 from ledger.admin import overview_view as ledger_overview_view
 from ledger.views import topup as ledger_topup_views
+
+
+def api_not_found(request, rest: str = ""):
+    """Any other path under /api/ answers the API's JSON 404, never the HTML page."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
 
 urlpatterns = [
     path("", include("accounts.urls")),
@@ -21,9 +28,8 @@ urlpatterns = [
     path("api/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's init script as a file: no inline script under CSP.
-    path(
-        "api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"
-    ),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),
     path("v1/", include("routing.urls")),
     path("webhooks/stripe/", ledger_topup_views.stripe_webhook, name="stripe_webhook"),
 ]

@@ -144,11 +144,17 @@ class ReverseForm(forms.Form):
 
 
 def _correction_page(modeladmin, request, queryset, *, form, title, action, target):
+    what = (
+        f"that corrects transaction #{target.pk}"
+        if isinstance(target, Transaction)
+        else (f"that moves wallet {target}")
+    )
     context = {
         **modeladmin.admin_site.each_context(request),
         "title": title,
         "form": form,
         "target": target,
+        "what": what,
         "action_name": action,
         "queryset": queryset,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,

@@ -27,7 +27,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Least
 
 from ledger.models import AccountKind, Posting, UsageKind, UsageRecord, UsageStatus
-from ledger.money import MONEY_DIGITS, MONEY_PLACES, TOKENS_PER_PRICE_UNIT, ZERO
+from ledger.money import MONEY_DIGITS, MONEY_PLACES, TOKENS_PER_PRICE_UNIT, ZERO, to_money
 
 MONEY = DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
 TOP_ORGS = 10
@@ -73,9 +73,12 @@ def _money_totals() -> dict:
 def _with_margin(rows) -> list[dict]:
     out = []
     for row in rows:
-        margin = row["revenue"] - row["upstream_cost"]
-        rate = (margin / row["revenue"] * 100) if row["revenue"] else None
-        out.append({**row, "margin": margin, "margin_pct": rate})
+        revenue, cost = to_money(row["revenue"]), to_money(row["upstream_cost"])
+        margin = revenue - cost
+        rate = (margin / revenue * 100) if revenue else None
+        out.append(
+            {**row, "revenue": revenue, "upstream_cost": cost, "margin": margin, "margin_pct": rate}
+        )
     return out
 
 
@@ -85,10 +88,19 @@ def _settled(window: DateRange) -> QuerySet[UsageRecord]:
     )
 
 
-def revenue_by_wallet(*, window: DateRange) -> list[dict]:
-    rows = _with_margin(
-        _settled(window).values("wallet").annotate(**_money_totals()).order_by("wallet")
-    )
+def revenue_by_wallet(*, window: DateRange, by_model: list[dict] | None = None) -> list[dict]:
+    """Per wallet; summed from the per-model rows when the caller has them (one scan less)."""
+    by_model = by_model if by_model is not None else margin_by_model(window=window)
+    totals: dict[str, dict] = {}
+    for row in by_model:
+        total = totals.setdefault(
+            row["wallet"],
+            {"wallet": row["wallet"], "requests": 0, "revenue": ZERO, "upstream_cost": ZERO},
+        )
+        total["requests"] += row["requests"]
+        total["revenue"] += row["revenue"]
+        total["upstream_cost"] += row["upstream_cost"]
+    rows = _with_margin(totals[wallet] for wallet in sorted(totals))
     shortfall = dict(
         Posting.objects.filter(
             account__kind=AccountKind.SHORTFALL,
@@ -206,10 +218,11 @@ def researcher_runs(*, window: DateRange) -> list[dict]:
 
 
 def operator_overview(*, window: DateRange) -> dict:
+    by_model = margin_by_model(window=window)
     return {
         "window": window,
-        "wallets": revenue_by_wallet(window=window),
-        "models": margin_by_model(window=window),
+        "wallets": revenue_by_wallet(window=window, by_model=by_model),
+        "models": by_model,
         "upstreams": margin_by_upstream(window=window),
         "health": upstream_health(window=window),
         "organizations": largest_organizations(window=window),

@@ -236,9 +236,12 @@ def schema_error_responses(result, generator, request, public):
             if method not in ("get", "post", "put", "patch", "delete"):
                 continue
             responses = operation.setdefault("responses", {})
-            for status, description in _ERROR_RESPONSES.items():
+            for code, description in _ERROR_RESPONSES.items():
                 responses.setdefault(
-                    status,
-                    {"description": description, "content": {"application/json": {"schema": error}}},
+                    code,
+                    {
+                        "description": description,
+                        "content": {"application/json": {"schema": error}},
+                    },
                 )
     return result

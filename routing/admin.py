@@ -122,3 +122,26 @@ class ModelAdmin(admin.ModelAdmin):
     @admin.display(description="routes")
     def route_count(self, obj: Model) -> int:
         return obj.routes.filter(enabled=True).count()
+
+
+@admin.register(Route)
+class RouteAdmin(admin.ModelAdmin):
+    """Every route across models, to answer "which models does this upstream serve, at what
+    price?"; the usual place to edit them is the model's page (inline)."""
+
+    list_display = [
+        "model",
+        "upstream",
+        "upstream_model",
+        "position",
+        "weight",
+        "price_input",
+        "price_output",
+        "price_cached_input",
+        "enabled",
+    ]
+    list_filter = ["enabled", "upstream", "upstream__wallet", "model"]
+    search_fields = ["model__name", "upstream__name", "upstream_model"]
+    list_select_related = ["model", "upstream"]
+    autocomplete_fields = ["upstream"]
+    ordering = ["model__name", "position", "id"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
@@ -26,6 +27,8 @@ from django.urls import set_script_prefix
 from config.middleware import RequestIdMiddleware
 
 GATEWAY_PREFIX = "/v1/"
+
+log = logging.getLogger("routing.asgi")
 
 
 class GatewayASGIHandler(ASGIHandler):
@@ -55,6 +58,17 @@ class GatewayASGIHandler(ASGIHandler):
             response = await self.run_get_response(request)
             with contextlib.suppress(asyncio.CancelledError):  # the client went away
                 await self.send_response(response, send)
+            settlement = getattr(response, "tf_settlement", None)
+            if settlement is not None:
+                # The capture of a non-streamed request, started before the response was
+                # sent: the request is not over until it has committed (shielded, so a
+                # client leaving now cannot stop it).
+                try:
+                    await asyncio.shield(settlement)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("settlement after the response failed; the hold expires")
             return response
 
         tasks = [

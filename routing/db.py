@@ -12,6 +12,7 @@ connection), so a database restart heals by itself.
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -68,11 +69,13 @@ def pg_fast_path() -> bool:
     )
 
 
-def _conninfo() -> tuple[str, dict]:
+def _conninfo(*, synchronous_commit: bool = True) -> tuple[str, dict]:
     db = settings.DATABASES["default"]
     options = db.get("OPTIONS") or {}
     info = {k: v for k, v in options.items() if k in _CONNINFO_OPTIONS}
     info.setdefault("connect_timeout", 5)
+    if not synchronous_commit:
+        info["options"] = (info.get("options", "") + " -c synchronous_commit=off").strip()
     conninfo = make_conninfo(
         dbname=db.get("NAME") or None,
         user=db.get("USER") or None,
@@ -88,22 +91,29 @@ def _conninfo() -> tuple[str, dict]:
 
 
 class _LoopPool:
-    """At most `size` connections for one event loop; a connection in doubt is closed."""
+    """At most `size` connections for one event loop, opened on demand and kept while used
+    (an idle one is closed after IDLE_SECONDS); a connection in doubt is closed, never reused."""
 
-    def __init__(self, size: int) -> None:
+    IDLE_SECONDS = 60.0
+
+    def __init__(self, size: int, *, synchronous_commit: bool = True) -> None:
         self.size = size
-        self.idle: list[psycopg.AsyncConnection] = []
+        self.synchronous_commit = synchronous_commit
+        self.idle: list[tuple[psycopg.AsyncConnection, float]] = []
         self.slots = asyncio.Semaphore(size)
 
     async def fetchone(self, sql: str, params: dict):
         async with self.slots:
             conn = None
+            now = time.monotonic()
             while self.idle and conn is None:
-                candidate = self.idle.pop()
-                if not candidate.closed and not candidate.broken:
+                candidate, since = self.idle.pop()
+                if candidate.closed or candidate.broken or now - since > self.IDLE_SECONDS:
+                    await candidate.close()
+                else:
                     conn = candidate
             if conn is None:
-                conninfo, kwargs = _conninfo()
+                conninfo, kwargs = _conninfo(synchronous_commit=self.synchronous_commit)
                 conn = await psycopg.AsyncConnection.connect(conninfo, **kwargs)
             reusable = False
             try:
@@ -118,7 +128,7 @@ class _LoopPool:
                 raise
             finally:
                 if reusable:
-                    self.idle.append(conn)
+                    self.idle.append((conn, time.monotonic()))
                 else:
                     await conn.close()
 
@@ -136,23 +146,28 @@ def _django_error(exc: psycopg.Error) -> Exception:
     return db_utils.DatabaseError(str(exc))
 
 
-async def pg_fetchone(sql: str, params: dict):
-    """Run one statement (its own transaction) on this loop's pool; the first row or None."""
+async def pg_fetchone(sql: str, params: dict, *, durable: bool = True):
+    """Run one statement (its own transaction) on this loop's pool; the first row or None.
+
+    `durable=False` commits without waiting for the WAL flush (synchronous_commit=off): only
+    for hold placement, see docs/billing.md. Nothing that settles money uses it, and the
+    settling statement's own flush makes the hold it resolves durable too (WAL is in order).
+    """
     loop = asyncio.get_running_loop()
-    pool = _POOLS.get(loop)
-    if pool is None:
-        pool = _LoopPool(getattr(settings, "DB_ASYNC_POOL_SIZE", 8))
-        _POOLS[loop] = pool
+    pools = _POOLS.get(loop)
+    if pools is None:
+        size = getattr(settings, "DB_ASYNC_POOL_SIZE", 4)
+        pools = (_LoopPool(size), _LoopPool(size, synchronous_commit=False))
+        _POOLS[loop] = pools
     try:
-        return await pool.fetchone(sql, params)
+        return await pools[0 if durable else 1].fetchone(sql, params)
     except psycopg.Error as exc:
         raise _django_error(exc) from exc
 
 
 async def pg_pool_close() -> None:
     """Close this loop's connections (short-lived loops: a Celery task's `asyncio.run`)."""
-    pool = _POOLS.pop(asyncio.get_running_loop(), None)
-    if pool is not None:
-        for conn in pool.idle:
+    for pool in _POOLS.pop(asyncio.get_running_loop(), ()):
+        for conn, _ in pool.idle:
             await conn.close()
         pool.idle.clear()

@@ -130,7 +130,7 @@ async def _ledger_place(
             **kwargs, now=timezone.now(), ttl=settings.HOLD_TTL_SECONDS
         )
         try:
-            outcome = holds.place_outcome(await pg_fetchone(sql, params))
+            outcome = holds.place_outcome(await pg_fetchone(sql, params, durable=False))
         except DatabaseError as exc:
             outcome = holds.place_refusal(exc)
             if outcome is None:
@@ -255,6 +255,9 @@ class CompletionResult:
     upstream: str
     upstream_model: str
     fallback: bool
+    # The capture, when the caller asked to settle after sending the response: it is already
+    # running (and runs to the end even if the client leaves); await it before finishing.
+    settlement: asyncio.Task | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -691,9 +694,8 @@ async def _completion_create(
     kind: str = "api",
     researcher_run_id: Any = None,
     upstream_headers: dict[str, str] | None = None,
+    settle_after_response: bool = False,
 ) -> CompletionResult:
-    """One non-streamed chat completion (surface "openai") or message ("anthropic").
-    `upstream_headers`: client headers the adapter may forward (e.g. `anthropic-beta`)."""
     plan = await _plan(
         ctx=ctx,
         body=body,
@@ -717,7 +719,7 @@ async def _completion_create(
             headers=_native_headers(provider, surface, upstream_headers),
         )
 
-    return await _finish_unary(plan, call)
+    return await _finish_unary(plan, call, settle_after_response)
 
 
 async def _embeddings_create(
@@ -727,6 +729,7 @@ async def _embeddings_create(
     request_id: str,
     kind: str = "api",
     researcher_run_id: Any = None,
+    settle_after_response: bool = False,
 ) -> CompletionResult:
     plan = await _plan(
         ctx=ctx,
@@ -746,13 +749,26 @@ async def _embeddings_create(
             client=client, target=route.target, model=route.upstream_model, body=body
         )
 
-    return await _finish_unary(plan, call)
+    return await _finish_unary(plan, call, settle_after_response)
 
 
-async def _finish_unary(plan: Plan, call) -> CompletionResult:
+async def _finish_unary(plan: Plan, call, settle_after_response: bool = False) -> CompletionResult:
+    """Route, call, then capture. With `settle_after_response` the capture starts now but is
+    not awaited here: the view sends the response and awaits it before the request ends
+    (routing.asgi), so the client does not wait for the commit (docs/billing.md)."""
     result, held, attempts = await _route_loop(plan, call)
     usage = result.usage
-    cost = await _shielded(_capture(plan, held, attempts, usage))
+    cost = cost_compute(
+        prices=held.route.prices,
+        multiplier=plan.ctx.price_multiplier,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+    )
+    settlement = _spawn(_capture(plan, held, attempts, usage))
+    if not settle_after_response:
+        await asyncio.shield(settlement)  # the capture completes even if we are cancelled
+        settlement = None
     body = result.body
     if isinstance(body, dict) and plan.surface == "openai" and "model" in body:
         body = {**body, "model": plan.model.name}
@@ -765,6 +781,7 @@ async def _finish_unary(plan: Plan, call) -> CompletionResult:
         upstream=held.route.target.name,
         upstream_model=held.route.upstream_model,
         fallback=len(attempts) > 1,
+        settlement=settlement,
     )
 
 
@@ -1123,9 +1140,11 @@ async def completion_create(
     kind: str = "api",
     researcher_run_id: Any = None,
     upstream_headers: dict[str, str] | None = None,
+    settle_after_response: bool = False,
 ) -> CompletionResult:
     """One non-streamed chat completion (surface "openai") or message ("anthropic").
-    `upstream_headers`: client headers the adapter may forward (e.g. `anthropic-beta`)."""
+    `upstream_headers`: client headers the adapter may forward (e.g. `anthropic-beta`).
+    `settle_after_response`: the caller awaits `result.settlement` after sending (views)."""
     return await _observed_unary(
         _completion_create,
         ctx=ctx,
@@ -1135,6 +1154,7 @@ async def completion_create(
         surface=surface,
         researcher_run_id=researcher_run_id,
         upstream_headers=upstream_headers,
+        settle_after_response=settle_after_response,
     )
 
 
@@ -1145,6 +1165,7 @@ async def embeddings_create(
     request_id: str,
     kind: str = "api",
     researcher_run_id: Any = None,
+    settle_after_response: bool = False,
 ) -> CompletionResult:
     return await _observed_unary(
         _embeddings_create,
@@ -1153,6 +1174,7 @@ async def embeddings_create(
         request_id=request_id,
         kind=kind,
         researcher_run_id=researcher_run_id,
+        settle_after_response=settle_after_response,
     )
 
 

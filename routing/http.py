@@ -12,7 +12,9 @@ _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient
     weakref.WeakKeyDictionary()
 )
 
-LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30)
+# One upstream connection per open stream: thousands of slow streams per worker must never wait
+# for a free connection (bounded by file descriptors, see docs/scaling.md, not by this pool).
+LIMITS = httpx.Limits(max_connections=20_000, max_keepalive_connections=512, keepalive_expiry=30)
 
 
 def http_client() -> httpx.AsyncClient:

@@ -20,6 +20,10 @@ from config import metrics
 
 log = logging.getLogger("tokenforge.requests")
 
+# Errors where `model` is whatever the client typed, not a configured model: one label for
+# all of them, or a client could grow the metrics without bound with random names.
+_UNRESOLVED_MODEL = frozenset({"model_not_found", "model_not_allowed"})
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, event, plus the record's `fields`."""
@@ -57,15 +61,15 @@ def request_finished(
     error_code: str = "",
 ) -> None:
     """A proxied request ended (settled, failed or refused)."""
-    status_label = str(status)
+    label = "other" if error_code in _UNRESOLVED_MODEL else model[:64]
     metrics.REQUESTS.labels(
-        model=model, status=status_label, route=route or "none", wallet=wallet or "none"
+        model=label, status=str(status), route=route or "none", wallet=wallet or "none"
     ).inc()
-    metrics.LATENCY.labels(model=model, stream="true" if stream else "false").observe(
+    metrics.LATENCY.labels(model=label, stream="true" if stream else "false").observe(
         latency_ms / 1000.0
     )
     if fallback:
-        metrics.FALLBACKS.labels(model=model).inc()
+        metrics.FALLBACKS.labels(model=label).inc()
     if cost and wallet:
         # Counters take floats; this is for dashboards, the ledger keeps the exact Decimal.
         metrics.SPEND.labels(wallet=wallet).inc(float(cost))
@@ -77,7 +81,7 @@ def request_finished(
                     "request_id": request_id,
                     "org": org_id,
                     "key_prefix": key_prefix,
-                    "model": model,
+                    "model": model[:200],
                     "route": route,
                     "wallet": wallet,
                     "status": status,

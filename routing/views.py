@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import orjson
 from adrf.views import APIView
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework import exceptions as drf_exceptions
@@ -36,6 +37,19 @@ def json_response(
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def settled_response(result: engine.CompletionResult, data) -> HttpResponse:
+    """The JSON answer of a non-streamed request. With ROUTING_SETTLE_AFTER_RESPONSE the
+    capture is still running: routing.asgi awaits `response.tf_settlement` right after the
+    body is sent, inside the same request (docs/billing.md)."""
+    response = json_response(data, headers=result.headers)
+    response.tf_settlement = result.settlement
+    return response
+
+
+def settle_after_response() -> bool:
+    return settings.ROUTING_SETTLE_AFTER_RESPONSE
 
 
 def _gateway_error_from(exc: Exception) -> GatewayError:
@@ -139,8 +153,13 @@ class ChatCompletionsView(GatewayView):
         if body.get("stream"):
             handle = await engine.completion_stream(ctx=ctx, body=body, request_id=request_id)
             return sse_response(handle)
-        result = await engine.completion_create(ctx=ctx, body=body, request_id=request_id)
-        return json_response(result.body, headers=result.headers)
+        result = await engine.completion_create(
+            ctx=ctx,
+            body=body,
+            request_id=request_id,
+            settle_after_response=settle_after_response(),
+        )
+        return settled_response(result, result.body)
 
 
 class EmbeddingsView(GatewayView):
@@ -148,8 +167,13 @@ class EmbeddingsView(GatewayView):
         body = body_parse(request)
         ctx = await authenticate(request)
         embeddings_validate(body)
-        result = await engine.embeddings_create(ctx=ctx, body=body, request_id=request.request_id)
-        return json_response(result.body, headers=result.headers)
+        result = await engine.embeddings_create(
+            ctx=ctx,
+            body=body,
+            request_id=request.request_id,
+            settle_after_response=settle_after_response(),
+        )
+        return settled_response(result, result.body)
 
 
 class ModelsView(GatewayView):

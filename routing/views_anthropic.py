@@ -25,7 +25,14 @@ from routing.providers.base import UnsupportedFeature, UpstreamError
 from routing.selectors import model_entry_cached, model_entry_get
 from routing.translate.tokens import estimate_tokens_anthropic
 from routing.validation import MAX_TOKENS_LIMIT, body_parse
-from routing.views import GatewayView, _gateway_error_from, json_response, sse_response
+from routing.views import (
+    GatewayView,
+    _gateway_error_from,
+    json_response,
+    settle_after_response,
+    settled_response,
+    sse_response,
+)
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 ERROR_TYPES = {
@@ -157,11 +164,13 @@ class MessagesView(AnthropicView):
                 return anthropic_sse_event(event)
 
             return sse_response(handle, encode=encode, done=None)
-        result = await engine.completion_create(**options)
+        result = await engine.completion_create(
+            **options, settle_after_response=settle_after_response()
+        )
         data = result.body
         if isinstance(data, dict):
             data = {**data, "model": public}
-        return json_response(data, headers=result.headers)
+        return settled_response(result, data)
 
 
 class CountTokensView(AnthropicView):

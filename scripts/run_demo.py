@@ -13,10 +13,42 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+
+
+def _banner(
+    *, url: str, seed_output: str, children: list[subprocess.Popen], stopped: Callable[[], bool]
+) -> None:
+    """Once the site answers, repeat the demo's key and log-in below the servers' start-up
+    logs, so they are the last thing on the terminal rather than scrolled away."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and all(c.poll() is None for c in children):
+        if stopped():
+            return
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):  # noqa: S310 - our own URL
+                break
+        except (OSError, ValueError):
+            time.sleep(0.3)
+    lines = seed_output.strip().splitlines()
+    key = lines[-1] if lines and lines[-1].startswith("tf-") else "(see above)"
+    operator = next((line for line in lines if line.startswith("operator:")), "")
+    print(
+        f"""
+tokenforge demo on {url}  (Ctrl-C stops it)
+  {operator}
+  API key: {key}
+  try:     curl {url}/v1/chat/completions -H "Authorization: Bearer {key}" \\
+             -H "Content-Type: application/json" \\
+             -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+""",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     for folder in ("broker", "broker-processed"):  # kombu's filesystem transport needs them
         (ROOT / "var" / folder).mkdir(parents=True, exist_ok=True)
     subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True)
-    subprocess.run([*manage, "seed_demo"], cwd=ROOT, env=env, check=True)
+    seeded = subprocess.run(
+        [*manage, "seed_demo"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    print(seeded.stdout, end="", flush=True)
     host, port = args.host, str(args.port)
     children = [
         subprocess.Popen(
@@ -68,8 +103,6 @@ def main(argv: list[str] | None = None) -> int:
             env=env,
         ),
     ]
-    print(f"\ntokenforge demo on http://{host}:{port}  (Ctrl-C stops it)\n", flush=True)
-
     stopping = False
 
     def stop(signum, frame):
@@ -79,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
+        _banner(
+            url=f"http://{host}:{port}",
+            seed_output=seeded.stdout,
+            children=children,
+            stopped=lambda: stopping,
+        )
         while not stopping and all(child.poll() is None for child in children):
             time.sleep(0.2)
     finally:

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 import uvicorn
+
+ROOT = Path(__file__).resolve().parent.parent
+# `python scripts/serve.py` puts scripts/ first on sys.path, not the checkout: make `config`
+# importable here and in the spawned workers (they inherit sys.path and PYTHONPATH), even when
+# the editable install's finder is missing or stale (a clean clone before `make install`).
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+)
 
 
 def main() -> None:
@@ -15,6 +27,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
+    # Non-streamed requests commit their capture right after the response is sent, inside the
+    # same request (docs/billing.md): the client does not wait for the commit.
+    os.environ.setdefault("ROUTING_SETTLE_AFTER_RESPONSE", "true")
     uvicorn.run(
         "config.asgi:application",
         host=args.host,

@@ -15,7 +15,13 @@ VAR_DIR.mkdir(exist_ok=True)
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 # `.env.example` copied to `.env` leaves these empty: empty means "use the default" here.
-for _name in ("DATABASE_URL", "SECRET_KEY", "CSRF_TRUSTED_ORIGINS", "EMAIL_URL"):
+for _name in (
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "CSRF_TRUSTED_ORIGINS",
+    "EMAIL_URL",
+    "PROMETHEUS_MULTIPROC_DIR",
+):
     if os.environ.get(_name) == "":
         del os.environ[_name]
 
@@ -103,10 +109,14 @@ DATABASES = {
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # The gateway's ledger hot path on PostgreSQL: one statement per hold/capture/void, run on
-# psycopg async connections owned by each worker's event loop (routing/db.py), at most this
-# many per worker process. Off (LEDGER_FAST_PATH=false) falls back to the ORM path.
+# psycopg async connections owned by each worker's event loop (routing/db.py): two pools
+# (settling, and reserving with synchronous_commit=off) of at most this many connections each
+# per worker process. Off (LEDGER_FAST_PATH=false) falls back to the ORM path.
 LEDGER_FAST_PATH = env.bool("LEDGER_FAST_PATH", default=True)
-DB_ASYNC_POOL_SIZE = env.int("DB_ASYNC_POOL_SIZE", default=8)
+DB_ASYNC_POOL_SIZE = env.int("DB_ASYNC_POOL_SIZE", default=4)
+# Non-streamed requests: commit the capture right after the response is sent, still inside the
+# same request (docs/billing.md). `make serve` turns it on; off, the response waits for it.
+ROUTING_SETTLE_AFTER_RESPONSE = env.bool("ROUTING_SETTLE_AFTER_RESPONSE", default=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web + worker) share one file in the embedded demo.
     DATABASES["default"]["OPTIONS"] = {

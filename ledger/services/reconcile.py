@@ -3,7 +3,8 @@
 Each check is one SQL statement that returns only the rows that break it, so a clean ledger
 of millions of rows costs a few sequential scans and a correct answer. `reconcile(org=...)`
 limits every check to one organization (system accounts are checked only globally, since
-they belong to nobody).
+they belong to nobody). Each check compares both sides in one statement, i.e. one snapshot,
+so it is safe to run against a live gateway: an in-flight capture is seen whole or not at all.
 
 What "records say" means here: a wallet's `posted` is the sum of its postings; its `held` is
 the sum of its pending holds; a budget counter's `reserved` is the sum of the pending holds
@@ -32,7 +33,7 @@ from ledger.models import (
     UsageRecord,
 )
 
-DETAIL_LIMIT = 50  # rows of detail kept per failed check; the count says "50+" beyond
+DETAIL_LIMIT = 50  # rows of detail kept per failed check; its count stops at 51 ("more")
 
 
 @dataclass(frozen=True)
@@ -225,15 +226,44 @@ def _checks(scoped: bool) -> list[tuple[str, str, list[str], bool]]:
             False,
         ),
         (
+            "hold_scope",  # a hold reserves its own org's wallet and budgets in one currency
+            """SELECT h.id, h.org_id, w.org_id, c.id, b.org_id, b.currency, w.currency
+                 FROM {hold} h JOIN {account} w ON w.id = h.wallet_id
+                 LEFT JOIN (
+                      SELECT h.id AS hold_id, h.project_counter_id AS counter_id FROM {hold} h
+                       WHERE h.project_counter_id IS NOT NULL {org_h}
+                      UNION ALL
+                      SELECT h.id, h.key_counter_id FROM {hold} h
+                       WHERE h.key_counter_id IS NOT NULL {org_h}
+                 ) hc ON hc.hold_id = h.id
+                 LEFT JOIN {counter} c ON c.id = hc.counter_id
+                 LEFT JOIN {budget} b ON b.id = c.budget_id
+                WHERE 1 = 1 {org_h} AND (
+                      w.kind <> 'wallet' OR w.org_id <> h.org_id
+                   OR b.org_id <> h.org_id OR b.currency <> w.currency)""",
+            [
+                "hold",
+                "org",
+                "wallet_org",
+                "counter",
+                "budget_org",
+                "budget_currency",
+                "wallet_currency",
+            ],
+            False,
+        ),
+        (
             "usage_state",  # settled, failed or still held: exactly one of these
             """SELECT u.id, u.request_id, u.status, h.status, u.transaction_id, u.cost
                  FROM {usage} u LEFT JOIN {hold} h ON h.id = u.hold_id
+                 LEFT JOIN {account} ha ON ha.id = h.wallet_id
                  LEFT JOIN {txn} t ON t.id = u.transaction_id
                 WHERE 1 = 1 {org_u} AND (
                       u.status NOT IN ('settled', 'failed')
                    OR h.status = 'pending'
                    OR h.org_id <> u.org_id
                    OR t.org_id <> u.org_id
+                   OR (u.wallet <> '' AND ha.currency <> u.wallet)
                    OR (u.status = 'settled' AND h.id IS NOT NULL AND h.status <> 'captured')
                    OR (u.status = 'settled' AND u.cost > 0 AND u.transaction_id IS NULL)
                    OR (u.status = 'failed' AND (u.transaction_id IS NOT NULL OR u.cost <> 0

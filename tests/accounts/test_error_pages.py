@@ -36,3 +36,13 @@ def test_the_500_page_renders_without_touching_the_database(django_assert_num_qu
         response = server_error(request)
     assert response.status_code == 500
     assert "Something went wrong" in response.content.decode()
+
+
+def test_a_form_without_its_csrf_token_gets_our_plain_page(owner):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner)
+    response = client.post(reverse("accounts:switch"), {"org": 1})
+    assert response.status_code == 403
+    assert "This form has expired" in response.content.decode()

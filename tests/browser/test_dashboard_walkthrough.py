@@ -261,6 +261,8 @@ def test_a_new_user_tops_up_spends_through_the_proxy_and_traces_every_cent(
     page.get_by_label("Chart wallet").select_option("RMB")
     page.get_by_role("button", name="Show usage").click()
     expect(page.get_by_text("walk-relay · gpt-4o-mini")).to_be_visible()
+    page.wait_for_function("Chart.getChart('usage-chart') !== undefined")  # drawn, with data:
+    assert page.evaluate("Chart.getChart('usage-chart').data.datasets[0].label") == "gpt-4o-mini"
     _shot(page, "usage")
 
     # Find the request in the ledger, with its route and wallet.
@@ -314,6 +316,9 @@ def test_a_new_user_tops_up_spends_through_the_proxy_and_traces_every_cent(
     expect(page.locator("[data-action='budget.create']")).to_have_count(1)
     expect(page.locator("[data-action='redemption.redeem']")).to_have_count(1)
     _shot(page, "audit-log")
+    _nav(page, "Members")
+    expect(page.get_by_role("heading", name="Members of Walkers")).to_be_visible()
+    _shot(page, "members")
 
     # Revoking the key in the dashboard stops it at once, in the already-running server.
     page.goto(key_page)

@@ -379,3 +379,20 @@ def test_the_overview_is_for_staff_only(client, traffic):
 def test_the_admin_index_links_to_the_overview(admin_client):
     html = admin_client.get(reverse("admin:index")).content.decode()
     assert reverse("admin_overview") in html
+
+
+def test_every_model_of_ours_is_in_admin_and_its_changelist_loads(admin_client, traffic):
+    from django.apps import apps
+    from django.contrib import admin
+
+    ours = ("accounts", "projects", "ledger", "routing", "researcher")
+    missing = [
+        m._meta.label
+        for m in apps.get_models()
+        if m._meta.app_label in ours and m not in admin.site._registry
+    ]
+    assert not missing
+    for model in admin.site._registry:
+        if model._meta.app_label in ours:
+            url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+            assert admin_client.get(url).status_code == 200, model

@@ -235,3 +235,29 @@ def test_the_model_layer_refuses_too(busy_org):
         posting.save()
     with pytest.raises(TypeError):
         Posting.objects.all().delete()
+
+
+def test_a_hold_on_a_budget_of_another_currency_is_reported(busy_org, project):
+    fund(busy_org, "RMB", "5")
+    rmb = budget_set(org=busy_org, project=project, currency="RMB", amount="5", period="day")
+    hold = hold_place(org_id=busy_org.pk, currency="CREDIT", amount="1", project_id=project.pk)
+    credit_counter = BudgetCounter.objects.get(pk=hold.project_counter_id)
+    rmb_counter = BudgetCounter.objects.create(budget=rmb, period_start=credit_counter.period_start)
+    Hold.objects.filter(pk=hold.pk).update(project_counter=rmb_counter)
+    BudgetCounter.objects.filter(pk=rmb_counter.pk).update(reserved=1)
+    BudgetCounter.objects.filter(pk=credit_counter.pk).update(reserved=F("reserved") - 1)
+    assert _failed(reconcile()) == {"hold_scope"}
+
+
+def test_a_usage_record_paid_from_another_wallet_than_its_hold_is_reported(busy_org):
+    hold = hold_place(org_id=busy_org.pk, currency="RMB", amount="1")
+    hold_void(hold_id=hold.pk)
+    UsageRecord.objects.create(
+        request_id="req-wrong-wallet",
+        org=busy_org,
+        model="m",
+        wallet="CREDIT",
+        status=UsageStatus.FAILED,
+        hold=hold,
+    )
+    assert _failed(reconcile()) == {"usage_state"}

@@ -15,7 +15,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
-import pytest
 from django.conf import settings
 from django.db.models import Sum
 
@@ -125,9 +124,7 @@ def start_server(
 def wallet_totals() -> dict[str, Decimal]:
     """Posted balance of all wallets, per currency."""
     rows = (
-        Account.objects.filter(kind=AccountKind.WALLET)
-        .values("currency")
-        .annotate(s=Sum("posted"))
+        Account.objects.filter(kind=AccountKind.WALLET).values("currency").annotate(s=Sum("posted"))
     )
     return {row["currency"]: row["s"] or Decimal(0) for row in rows}
 

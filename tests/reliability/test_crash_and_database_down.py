@@ -41,9 +41,10 @@ def _open_stream(url: str, key: str, started: threading.Barrier, errors: list) -
         ) as response:
             lines = 0
             for line in response.iter_lines():
-                lines += line.startswith("data: ")
-                if lines == 3:
-                    started.wait(timeout=30)
+                if line.startswith("data: "):
+                    lines += 1
+                    if lines == 3:  # content delivered: tell the test, keep reading
+                        started.wait(timeout=30)
             errors.append("the stream ended normally")  # it must not: the server dies first
     except (httpx.HTTPError, threading.BrokenBarrierError):
         pass  # the server was killed under us
@@ -113,7 +114,11 @@ def gateway_without_database(django_db_setup, django_db_blocker):
     ("path", "body", "shape"),
     [
         ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": MSG}, "openai"),
-        ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": MSG, "stream": True}, "openai"),
+        (
+            "/v1/chat/completions",
+            {"model": "gpt-4o-mini", "messages": MSG, "stream": True},
+            "openai",
+        ),
         ("/v1/embeddings", {"model": "gpt-4o-mini", "input": "hi"}, "openai"),
         ("/v1/messages", {"model": "gpt-4o-mini", "max_tokens": 5, "messages": MSG}, "anthropic"),
     ],

@@ -45,7 +45,9 @@ json_values = st.recursive(
     max_leaves=12,
 )
 models = st.just("gpt-4o-mini") | st.just("") | json_values
-max_tokens = st.integers(max_value=0) | st.integers(min_value=1_000_001) | st.integers() | json_values
+max_tokens = (
+    st.integers(max_value=0) | st.integers(min_value=1_000_001) | st.integers() | json_values
+)
 roles = st.sampled_from(["user", "assistant", "system", "tool", "", "x"]) | json_values
 message = st.fixed_dictionaries({}, optional={"role": roles, "content": json_values | st.text()})
 messages = st.just([]) | st.lists(message | json_values, max_size=3) | json_values
@@ -116,10 +118,14 @@ def raw_bodies(structured: st.SearchStrategy) -> st.SearchStrategy[bytes]:
         lambda depth: b'{"model": ' + b"[" * depth + b"]" * depth + b"}"
     )
     bad_utf8 = st.binary(max_size=200).map(lambda b: b[:50] + b"\xff\xfe" + b[50:])
-    inside = st.binary(max_size=20).map(lambda b: b"\xc3" + b + b"\xff").map(
-        lambda junk: b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "'
-        + junk
-        + b'"}], "max_tokens": 5}'
+    inside = (
+        st.binary(max_size=20)
+        .map(lambda b: b"\xc3" + b + b"\xff")
+        .map(
+            lambda junk: b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "'
+            + junk
+            + b'"}], "max_tokens": 5}'
+        )
     )
     huge = st.integers(min_value=LIMIT + 1, max_value=LIMIT * 4).map(
         lambda size: b'{"model": "gpt-4o-mini", "input": "' + b"a" * size + b'"}'

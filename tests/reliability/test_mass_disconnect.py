@@ -26,7 +26,11 @@ async def _stream_then_hang_up(client, url: str, key: str, ready: list, go: asyn
         "POST",
         url + "/v1/chat/completions",
         headers={"authorization": f"Bearer {key}"},
-        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+        json={
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+        },
     ) as response:
         assert response.status_code == 200
         request_id = response.headers["x-request-id"]

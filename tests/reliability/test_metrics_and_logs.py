@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,7 @@ from ledger.models import Hold
 from ledger.services.holds import hold_place
 from routing import observability
 from tests.reliability.conftest import ROOT, start_server
-from tests.routing.conftest import make_tenant
+from tests.routing.conftest import make_tenant, one_route, wait_no_pending_holds
 
 TOKEN = "metrics-token-for-tests-0123456789"
 
@@ -164,3 +165,53 @@ def test_each_request_is_one_json_log_line_with_the_contract_fields():
     }
     assert entry["status"] == 402 and entry["cost"] is None and entry["latency_ms"] == 3.2
     assert entry["error_code"] == "insufficient_balance" and entry["wallet"] == "RMB"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_proxied_requests_reach_metrics_across_two_workers_and_log_one_line_each(
+    upstream, tmp_path
+):
+    """End to end: the engine's hooks, two uvicorn workers, one scrape, one JSON line each."""
+    one_route(upstream.base_url, model="metrics-live-model", price_in="1", price_out="1")
+    t = make_tenant()
+    server = start_server(
+        {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "METRICS_TOKEN": TOKEN},
+        workers=2,
+        log_path=tmp_path / "server.log",
+    )
+    ids = []
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            headers = {"authorization": f"Bearer {t.key}"}
+            body = {"model": "metrics-live-model", "messages": [{"role": "user", "content": "hi"}]}
+            for i in range(6):  # new connections: both workers get some
+                with httpx.Client(base_url=server.url, timeout=30) as fresh:
+                    response = fresh.post(
+                        "/v1/chat/completions", headers=headers, json={**body, "stream": i % 2 == 1}
+                    )
+                    assert response.status_code == 200
+                    ids.append(response.headers["x-request-id"])
+            refused = client.post(
+                "/v1/chat/completions", headers=headers, json={**body, "model": "no-such-model"}
+            )
+            assert refused.status_code == 404
+            ids.append(refused.headers["x-request-id"])
+            wait_no_pending_holds()
+            scrape = client.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"}).text
+    finally:
+        server.stop()
+    ok = re.search(
+        r'tokenforge_requests_total\{model="metrics-live-model",route="relay-a/gpt-4o-mini",'
+        r'status="200",wallet="CREDIT"\} ([0-9.]+)',
+        scrape,
+    )
+    assert ok and float(ok.group(1)) == 6.0, scrape[:3000]
+    assert 'tokenforge_requests_total{model="other",route="none",status="404"' in scrape
+    assert "no-such-model" not in scrape  # client-typed names never become labels
+    entries = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    requests = [e for e in entries if e.get("event") == "request_finished"]
+    assert sorted(e["request_id"] for e in requests) == sorted(ids)
+    assert {e["key_prefix"] for e in requests} == {t.api_key.prefix}
+    assert t.key not in server.log()
+    settled = [e for e in requests if e["status"] == 200]
+    assert all(e["cost"] and e["route"] == "relay-a/gpt-4o-mini" for e in settled)

@@ -29,7 +29,9 @@ def test_with_redis_down_every_request_is_charged_exactly_once(gateway_without_r
     client = gateway_without_redis.client(t.key)
     ids = []
     for _ in range(5):
-        ids.append(client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG))
+        ids.append(
+            client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG)
+        )
         stream = client.chat.completions.with_raw_response.create(
             model="gpt-4o-mini", messages=MSG, stream=True
         )

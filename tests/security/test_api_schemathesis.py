@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 from schemathesis import GenerationConfig
 
@@ -46,10 +46,14 @@ def token(transactional_db) -> str:
 
 @schema.parametrize()
 @settings(
-    max_examples=60,
+    max_examples=12,
     deadline=None,
     database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
 )
 def test_the_management_api_honours_its_schema(case, token):
     auth = {"Authorization": f"Token {token}"}
@@ -58,3 +62,22 @@ def test_the_management_api_honours_its_schema(case, token):
     response = case.call_wsgi(headers=auth)
     # The same headers for the checks: the ignored-auth check resends without them (401).
     case.validate_response(response, headers=auth)
+
+
+@pytest.mark.parametrize("path", ["/api/usage/records/./", "/api/nothing-here/", "/api/keys/1/x/"])
+def test_unknown_api_paths_answer_a_json_404(path, token):
+    from django.test import Client
+
+    response = Client().get(path, HTTP_AUTHORIZATION=f"Token {token}")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_a_nul_byte_in_an_api_url_is_a_400_not_a_500(token):
+    from django.test import Client
+
+    client = Client()
+    for path in ("/api/usage/records/%00/", "/api/usage/records/?model=%00"):
+        response = client.get(path, HTTP_AUTHORIZATION=f"Token {token}")
+        assert response.status_code == 400, path
+        assert "NUL" in response.json()["detail"]

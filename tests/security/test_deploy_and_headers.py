@@ -57,7 +57,9 @@ def test_production_settings_are_secure_and_the_ssl_redirect_is_configurable():
     assert default.stdout.split("\n")[-2] == (
         "True True True True ('HTTP_X_FORWARDED_PROTO', 'https') DENY"
     ), default.stderr
-    direct = _production("shell", "-c", code, SECURE_SSL_REDIRECT="false", SECURE_PROXY_SSL_HEADER="")
+    direct = _production(
+        "shell", "-c", code, SECURE_SSL_REDIRECT="false", SECURE_PROXY_SSL_HEADER=""
+    )
     assert direct.stdout.split("\n")[-2] == "True True True False None DENY", direct.stderr
 
 

@@ -13,11 +13,11 @@ from django.conf import settings as django_settings
 from django.urls import reverse
 
 from accounts.models import Role
+from routing.services import routing_apply
 from tests.factories import MembershipFactory
 from tests.mocks.openai_upstream import MockOpenAI
 from tests.mocks.stripe_api import StripeApiServer, stripe_signature
 from tests.reliability.conftest import start_server
-from routing.services import routing_apply
 from tests.routing.conftest import make_tenant
 
 UPSTREAM_SECRET = "sk-upstream-" + secrets.token_hex(16)
@@ -52,7 +52,11 @@ def test_gateway_logs_and_answers_never_contain_keys_or_upstream_secrets(tmp_pat
                     {
                         "name": "gpt-4o-mini",
                         "routes": [
-                            {"upstream": "relay-a", "model": "m", "price": {"input": "1", "output": "1"}}
+                            {
+                                "upstream": "relay-a",
+                                "model": "m",
+                                "price": {"input": "1", "output": "1"},
+                            }
                         ],
                     }
                 ],
@@ -89,7 +93,13 @@ def test_gateway_logs_and_answers_never_contain_keys_or_upstream_secrets(tmp_pat
                 call("POST", "/v1/chat/completions", key=WRONG_KEY, json=chat)
                 call("POST", "/v1/chat/completions", json={**chat, "model": "nope"})
                 call("POST", "/v1/chat/completions", content=b"{broken")
-                call("POST", "/webhooks/stripe/", key=None, content=b"{}", headers={"Stripe-Signature": "t=1,v1=00"})
+                call(
+                    "POST",
+                    "/webhooks/stripe/",
+                    key=None,
+                    content=b"{}",
+                    headers={"Stripe-Signature": "t=1,v1=00"},
+                )
                 upstream.mode = "500"
                 call("POST", "/v1/chat/completions", json=chat)
                 upstream.mode = "401"  # the upstream refuses its key: disabled, reported to ops

@@ -29,6 +29,7 @@ SWEPT_PREFIXES = ("dashboard/", "api/", "accounts/")
 EXEMPT = {
     "accounts:password_reset_confirm": "a signed one-time token, not an object id",
     "accounts:invite_accept": "the invitation token itself is the secret (tests/accounts)",
+    "api-not-found": "the JSON 404 for any unknown path under /api/",
 }
 # URL name -> how to build its arguments from the *other* organization's objects.
 OBJECT_ARGS = {

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -131,9 +132,17 @@ def audit_change_lines(changes: dict | None) -> list[tuple[str, str]]:
     return lines
 
 
+_STORED_DECIMAL = re.compile(r"^-?\d+\.\d{3,}$")
+
+
 def _plain(value) -> str:
     if value is None or value == "" or value == []:
         return "—"
+    if isinstance(value, str) and _STORED_DECIMAL.match(value):
+        # Amounts are logged at storage precision ("25.0000000000"): show "25.00", keep any
+        # digit that matters ("0.0002184").
+        whole, _, fraction = value.partition(".")
+        return f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
     if isinstance(value, list):
         return ", ".join(_plain(v) for v in value)
     if isinstance(value, dict):

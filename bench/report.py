@@ -31,6 +31,7 @@ SECTIONS: dict[str, str] = {
     "memory": "Memory flatness",
     "holds": "Hold plus capture on one hot wallet",
     "dashboard": "Dashboard pages with 1,000,000 usage records",
+    "profile": "Profile notes",
 }
 PLACEHOLDER = "_Not measured yet: run `{command}`._"
 COMMANDS = {
@@ -43,6 +44,7 @@ COMMANDS = {
     "memory": ".venv/bin/python bench/run.py --memory",
     "holds": ".venv/bin/python bench/bench_holds.py",
     "dashboard": ".venv/bin/python bench/bench_dashboard.py",
+    "profile": "py-spy record --idle -p WORKER_PID (see the section)",
 }
 HEADER = (
     "# Benchmarks\n\n"

@@ -74,8 +74,12 @@ def _conninfo(*, synchronous_commit: bool = True) -> tuple[str, dict]:
     options = db.get("OPTIONS") or {}
     info = {k: v for k, v in options.items() if k in _CONNINFO_OPTIONS}
     info.setdefault("connect_timeout", 5)
+    # The ledger statements are primary-key and unique-index lookups: one generic plan fits
+    # every call, so re-planning the CTEs per execution is pure CPU on the database.
+    extra = " -c plan_cache_mode=force_generic_plan"
     if not synchronous_commit:
-        info["options"] = (info.get("options", "") + " -c synchronous_commit=off").strip()
+        extra += " -c synchronous_commit=off"
+    info["options"] = (info.get("options", "") + extra).strip()
     conninfo = make_conninfo(
         dbname=db.get("NAME") or None,
         user=db.get("USER") or None,
@@ -134,6 +138,7 @@ class _LoopPool:
 
 
 _POOLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_BARRIERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _django_error(exc: psycopg.Error) -> Exception:
@@ -146,27 +151,86 @@ def _django_error(exc: psycopg.Error) -> Exception:
     return db_utils.DatabaseError(str(exc))
 
 
+# Forces a WAL flush up to here: assigning a transaction id makes its commit write a commit
+# record, and with synchronous_commit=on the commit waits until the WAL is on disk up to that
+# record, i.e. including every transaction committed before it.
+FLUSH_BARRIER_SQL = "SELECT txid_current()"
+
+
+class _FlushBarrier:
+    """One flush barrier in flight per loop; requests that committed while it was already
+    running wait for the next one, which then covers all of them (a barrier only covers the
+    commits that happened before it started). Under load this turns one round trip and one
+    commit per capture into one per batch, on top of PostgreSQL's own group commit."""
+
+    def __init__(self, pool: _LoopPool) -> None:
+        self.pool = pool
+        self.running: asyncio.Future | None = None
+        self.next: asyncio.Future | None = None
+
+    async def wait(self) -> None:
+        if self.running is None:
+            self.running = asyncio.ensure_future(self._run())
+            await asyncio.shield(self.running)
+            return
+        if self.next is None:
+            self.next = asyncio.get_running_loop().create_future()
+        waiter = self.next
+        await asyncio.shield(waiter)
+
+    async def _run(self) -> None:
+        try:
+            await self.pool.fetchone(FLUSH_BARRIER_SQL, {})
+        finally:
+            self.running = None
+            waiters, self.next = self.next, None
+            if waiters is not None:
+                # The commits waiting now all happened before this new barrier starts.
+                self.running = asyncio.ensure_future(self._run())
+                self.running.add_done_callback(lambda done: _settle_waiters(done, waiters))
+
+
+def _settle_waiters(done: asyncio.Future, waiters: asyncio.Future) -> None:
+    if waiters.done():
+        return
+    if done.cancelled():
+        waiters.cancel()
+    elif done.exception() is not None:
+        waiters.set_exception(done.exception())
+    else:
+        waiters.set_result(None)
+
+
 async def pg_fetchone(sql: str, params: dict, *, durable: bool = True):
     """Run one statement (its own transaction) on this loop's pool; the first row or None.
 
-    `durable=False` commits without waiting for the WAL flush (synchronous_commit=off): only
-    for hold placement, see docs/billing.md. Nothing that settles money uses it, and the
-    settling statement's own flush makes the hold it resolves durable too (WAL is in order).
+    Every ledger statement commits with synchronous_commit=off, so the hot wallet row's lock
+    is released without waiting for the disk. `durable=True` (captures, voids) then waits,
+    holding no lock, for a flush barrier that started after this commit: when this returns,
+    the statement's commit is on disk (WAL is flushed in order). Holds skip the barrier
+    (`durable=False`): a hold moves no money, and the capture or void that resolves it
+    flushes it too (docs/billing.md).
     """
     loop = asyncio.get_running_loop()
     pools = _POOLS.get(loop)
     if pools is None:
         size = getattr(settings, "DB_ASYNC_POOL_SIZE", 4)
-        pools = (_LoopPool(size), _LoopPool(size, synchronous_commit=False))
+        durable_pool = _LoopPool(size)
+        pools = (_LoopPool(size, synchronous_commit=False), durable_pool)
+        _BARRIERS[loop] = _FlushBarrier(durable_pool)
         _POOLS[loop] = pools
     try:
-        return await pools[0 if durable else 1].fetchone(sql, params)
+        row = await pools[0].fetchone(sql, params)
+        if durable:
+            await _BARRIERS[loop].wait()
+        return row
     except psycopg.Error as exc:
         raise _django_error(exc) from exc
 
 
 async def pg_pool_close() -> None:
     """Close this loop's connections (short-lived loops: a Celery task's `asyncio.run`)."""
+    _BARRIERS.pop(asyncio.get_running_loop(), None)
     for pool in _POOLS.pop(asyncio.get_running_loop(), ()):
         for conn, _ in pool.idle:
             await conn.close()

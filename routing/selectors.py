@@ -81,14 +81,21 @@ def _model_load(name: str) -> ModelEntry | None:
     )
 
 
+MAX_NEGATIVE_TABLE = 10_000
+
+
 def model_entry_get(*, name: str) -> ModelEntry | None:
     """The public model with its usable routes (sync; call through sync_to_async)."""
     now = time.monotonic()
     cached = _table.get(name)
     if cached is not None and cached[0] > now:
         return cached[1]
+    if "\x00" in name:  # PostgreSQL text cannot hold NUL: no such model, not a 500 (issue 8)
+        return None
     entry = _model_load(name)
-    _table[name] = (now + settings.ROUTING_TABLE_CACHE_SECONDS, entry)
+    # Unknown names are client-chosen: cache them only while the table is small (memory).
+    if entry is not None or len(_table) < MAX_NEGATIVE_TABLE:
+        _table[name] = (now + settings.ROUTING_TABLE_CACHE_SECONDS, entry)
     return entry
 
 

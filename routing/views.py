@@ -213,6 +213,10 @@ class GenerationView(GatewayView):
                 param="id",
                 code="missing_required_parameter",
             )
+        if "\x00" in request_id:  # PostgreSQL text cannot hold NUL: a 500 otherwise (issue 8)
+            raise GatewayError(
+                400, "Query parameter 'id' is invalid.", param="id", code="invalid_value"
+            )
         from routing.reports import generation_get
 
         data = await db_call(generation_get, org_id=ctx.org_id, request_id=request_id)

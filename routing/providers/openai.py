@@ -72,6 +72,21 @@ def _connect_error(exc: Exception) -> UpstreamError:
     return UpstreamError(f"upstream unreachable ({type(exc).__name__})", status=502, retryable=True)
 
 
+async def _sse_lines(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body's lines as bytes. Profile: httpx's `aiter_lines` decodes every chunk to text
+    and re-splits it through two decoders; orjson parses bytes, so split the raw bytes."""
+    pending = b""
+    async for data in response.aiter_bytes():
+        if pending:
+            data = pending + data
+        lines = data.split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            yield line.rstrip(b"\r")
+    if pending:
+        yield pending.rstrip(b"\r")
+
+
 class OpenAIProvider(Provider):
     native_surface = "openai"
 
@@ -168,11 +183,11 @@ class OpenAIProvider(Provider):
                 raise error_from_response(response.status_code, content, response)
             done = False
             try:
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
+                async for line in _sse_lines(response):
+                    if not line.startswith(b"data:"):
                         continue
                     payload = line[5:].strip()
-                    if payload == "[DONE]":
+                    if payload == b"[DONE]":
                         done = True
                         break
                     try:

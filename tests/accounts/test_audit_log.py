@@ -160,3 +160,11 @@ def test_operator_money_adjustments_show_as_operator_not_by_name(client, owner, 
     assert "goodwill credit" in body
     assert "tokenforge operator" in body
     assert "finance@tokenforge.example" not in body
+
+
+def test_amounts_read_as_money_not_storage_precision():
+    from accounts.selectors import audit_change_lines
+
+    lines = dict(audit_change_lines({"amount": "25.0000000000", "cost": "0.0002184000"}))
+    assert lines == {"amount": "25.00", "cost": "0.0002184"}
+    assert dict(audit_change_lines({"prefix": "tf-abc.def"}))["prefix"] == "tf-abc.def"

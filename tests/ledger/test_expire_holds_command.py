@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from ledger.models import Hold, HoldStatus
-from ledger.services.holds import hold_keepalive, hold_place
+from ledger.services.holds import hold_keepalive, hold_place, holds_expire
 from tests.ledger.ledger_helpers import assert_reconciled, fund, wallet
 
 pytestmark = pytest.mark.django_db
@@ -50,3 +50,22 @@ def test_a_hold_kept_alive_by_its_stream_is_not_swept(org):
     assert _sweep() == "Voided 0 expired hold(s)."
     assert Hold.objects.get(pk=streaming.pk).status == HoldStatus.PENDING
     assert wallet(org).held == Decimal("1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sweeps_racing_after_a_crash_return_the_funds_once():
+    """A process died between hold and capture: several sweepers at once void each hold once."""
+    from tests.factories import OrganizationFactory
+    from tests.ledger.ledger_helpers import run_at_once
+
+    org = OrganizationFactory()
+    fund(org, "CREDIT", "30")
+    for _ in range(24):
+        hold_place(org_id=org.pk, currency="CREDIT", amount=Decimal("1"), ttl_seconds=-1)
+    assert wallet(org).available == Decimal("6")
+
+    results = run_at_once(holds_expire, [()] * 4)
+    assert sum(results) == 24, results
+    assert wallet(org).held == 0 and wallet(org).posted == Decimal("30")
+    assert Hold.objects.filter(status=HoldStatus.EXPIRED).count() == 24
+    assert_reconciled()

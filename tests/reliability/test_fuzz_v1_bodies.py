@@ -44,7 +44,12 @@ json_values = st.recursive(
     | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
-models = st.just("gpt-4o-mini") | st.just("") | json_values
+models = (
+    st.just("gpt-4o-mini")
+    | st.just("")
+    | st.text(max_size=10).map(lambda t: "gpt\x00" + t)  # PostgreSQL cannot store NUL
+    | json_values
+)
 max_tokens = (
     st.integers(max_value=0) | st.integers(min_value=1_000_001) | st.integers() | json_values
 )
@@ -199,3 +204,33 @@ def test_count_tokens_never_fails_with_5xx_and_never_charges(fuzz_target, body):
         assert isinstance(response.json()["input_tokens"], int)
     else:
         _assert_anthropic_error(response)
+
+
+@FUZZ
+@given(request_id=st.text(max_size=80))
+def test_generation_ids_of_any_text_get_a_404_or_400_never_a_500(fuzz_target, request_id):
+    response = fuzz_target.get("/v1/generation", params={"id": request_id})
+    _assert_openai_error(response)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/chat/completions",
+            {"model": "gpt\x00", "messages": [{"role": "user", "content": "hi"}]},
+        ),
+        ("/v1/embeddings", {"model": "\x00", "input": "hi"}),
+        (
+            "/v1/messages",
+            {"model": "\x00", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+        ),
+        (
+            "/v1/messages/count_tokens",
+            {"model": "\x00", "messages": [{"role": "user", "content": "hi"}]},
+        ),
+    ],
+)
+def test_a_nul_character_in_the_model_name_is_a_4xx(fuzz_target, path, body):
+    response = fuzz_target.post(path, json=body)
+    assert 400 <= response.status_code < 500, response.text

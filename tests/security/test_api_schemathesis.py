@@ -81,3 +81,12 @@ def test_a_nul_byte_in_an_api_url_is_a_400_not_a_500(token):
         response = client.get(path, HTTP_AUTHORIZATION=f"Token {token}")
         assert response.status_code == 400, path
         assert "NUL" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("query", ["limit=9223372036854775808", "offset=9223372036854775808"])
+def test_absurd_pagination_numbers_are_bounded_not_a_500(query, token):
+    from django.test import Client
+
+    response = Client().get(f"/api/projects/?{query}", HTTP_AUTHORIZATION=f"Token {token}")
+    assert response.status_code == 200
+    assert len(response.json()["results"]) <= 1000

@@ -72,6 +72,25 @@ def _connect_error(exc: Exception) -> UpstreamError:
     return UpstreamError(f"upstream unreachable ({type(exc).__name__})", status=502, retryable=True)
 
 
+_PARSED: dict[tuple[str, str, float], tuple[httpx.URL, httpx.Timeout]] = {}
+
+
+def _parsed(target: UpstreamTarget, path: str) -> tuple[httpx.URL, httpx.Timeout]:
+    """The endpoint's URL and timeout, parsed once per upstream (profile: httpx re-parsed the
+    URL string and rebuilt the Timeout on every request)."""
+    key = (target.base_url, path, target.timeout)
+    found = _PARSED.get(key)
+    if found is None:
+        if len(_PARSED) > 10_000:
+            _PARSED.clear()
+        found = (
+            httpx.URL(target.base_url.rstrip("/") + path),
+            httpx.Timeout(target.timeout),
+        )
+        _PARSED[key] = found
+    return found
+
+
 async def _sse_lines(response: httpx.Response) -> AsyncIterator[bytes]:
     """The body's lines as bytes. Profile: httpx's `aiter_lines` decodes every chunk to text
     and re-splits it through two decoders; orjson parses bytes, so split the raw bytes."""
@@ -101,13 +120,13 @@ class OpenAIProvider(Provider):
     async def _post_json(
         self, client: httpx.AsyncClient, target: UpstreamTarget, path: str, body: dict, headers
     ) -> dict:
-        url = target.base_url.rstrip("/") + path
+        url, timeout = _parsed(target, path)
         try:
             response = await client.post(
                 url,
                 content=orjson.dumps(body),
                 headers=self._headers(target, headers),
-                timeout=target.timeout,
+                timeout=timeout,
             )
         except httpx.HTTPError as exc:
             raise _connect_error(exc) from exc
@@ -162,13 +181,13 @@ class OpenAIProvider(Provider):
         headers,
         state: StreamState,
     ) -> AsyncIterator[dict]:
-        url = target.base_url.rstrip("/") + "/chat/completions"
+        url, timeout = _parsed(target, "/chat/completions")
         request = client.build_request(
             "POST",
             url,
             content=orjson.dumps(body),
             headers=self._headers(target, headers),
-            timeout=target.timeout,
+            timeout=timeout,
         )
         try:
             response = await client.send(request, stream=True)

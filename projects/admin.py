@@ -4,10 +4,12 @@ revocation goes through `key_revoke` so the proxy's key cache hears of it at onc
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Count, Q
 
+from accounts.admin_audit import AuditedAdminMixin
 from projects.models import ApiKey, Project
-from projects.services import key_revoke, project_archive
+from projects.services import KEY_REVOKED_HOOKS, key_revoke, project_archive
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -23,7 +25,7 @@ class ApiKeyInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "org", "environment", "active_keys", "created_at", "archived_at"]
     list_filter = ["environment", ("archived_at", admin.EmptyFieldListFilter), "org"]
     search_fields = ["name", "org__name", "org__slug"]
@@ -53,7 +55,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = [
         "prefix",
         "name",
@@ -75,6 +77,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # a key's secret must be shown to its owner once; the admin cannot
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        # New limits or models apply at once in every proxy process, as with `key_update`.
+        key_hash = obj.key_hash
+        transaction.on_commit(lambda: [hook(key_hash) for hook in KEY_REVOKED_HOOKS])
 
     @admin.action(description="Revoke the selected keys (they stop working at once)")
     def revoke_keys(self, request, queryset):

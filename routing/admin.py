@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from accounts.admin_audit import AuditedAdminMixin
 from routing.models import Model, Route, Upstream
 from routing.services import upstream_disable, upstream_enable
 
@@ -45,7 +46,7 @@ class DisabledFilter(admin.SimpleListFilter):
 
 
 @admin.register(Upstream)
-class UpstreamAdmin(admin.ModelAdmin):
+class UpstreamAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = UpstreamForm
     list_display = ["name", "provider", "wallet", "base_url", "timeout", "status", "disabled_at"]
     list_filter = [DisabledFilter, "provider", "wallet"]
@@ -113,7 +114,7 @@ class RouteInline(admin.TabularInline):
 
 
 @admin.register(Model)
-class ModelAdmin(admin.ModelAdmin):
+class ModelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "enabled", "max_output_tokens", "route_count"]
     list_filter = ["enabled"]
     search_fields = ["name"]
@@ -125,7 +126,7 @@ class ModelAdmin(admin.ModelAdmin):
 
 
 @admin.register(Route)
-class RouteAdmin(admin.ModelAdmin):
+class RouteAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """Every route across models, to answer "which models does this upstream serve, at what
     price?"; the usual place to edit them is the model's page (inline)."""
 

@@ -261,6 +261,19 @@ def topup_settle(*, topup_id: int, reference: str, amount: Decimal) -> tuple[Tra
             TopUp.objects.filter(pk=topup.pk).update(
                 status=TopUpStatus.PAID, transaction=txn, amount=amount
             )
+        if created:
+            audit_record(
+                org=topup.org,
+                actor=topup.created_by,
+                action="topup.paid",
+                target=txn,
+                changes={
+                    "provider": topup.provider,
+                    "currency": topup.currency,
+                    "amount": str(amount),
+                    "topup": topup.pk,
+                },
+            )
     return txn, created
 
 

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 import uuid
 
-import uvicorn
+from tests.mocks.server import MockServer as BaseMockServer
 
 TEXT = "Hello from the Anthropic mock, one word at a time."
 ERRORS = {
@@ -34,51 +32,8 @@ ERRORS = {
 }
 
 
-class MockServer:
-    """An ASGI app (`self.app`) served by uvicorn in a thread on an ephemeral port."""
-
-    def __init__(self) -> None:
-        self.mode = "ok"
-        self.script: list[str] = []
-        self.requests: list[dict] = []
-        self._lock = threading.Lock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-
-    def start(self):
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            log_level="error",
-            lifespan="off",
-            interface="asgi3",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("mock upstream did not start")
-            time.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=5)
-
-    def _mode_for(self, model: str) -> str:
-        with self._lock:
-            if self.script:
-                return self.script.pop(0)
-        if model.startswith("fault-"):
-            return model[len("fault-") :]
-        return self.mode
+class MockServer(BaseMockServer):
+    """The base plus request reading and SSE helpers the Anthropic and Gemini mocks share."""
 
     async def _read(self, scope, receive) -> tuple[dict, dict]:
         raw = b""

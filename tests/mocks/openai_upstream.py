@@ -16,11 +16,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 import uuid
 
-import uvicorn
+from tests.mocks.server import MockServer
 
 TEXT = "Hello from the mock upstream, one word at a time."
 
@@ -33,54 +32,22 @@ def dead_base_url() -> str:
     return f"http://127.0.0.1:{port}/v1"
 
 
-class MockOpenAI:
+class MockOpenAI(MockServer):
     def __init__(self, *, mode: str = "ok", prompt_tokens: int = 12, completion_tokens: int = 9):
-        self.mode = mode
-        self.script: list[str] = []
+        super().__init__(mode=mode)
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         self.cached_tokens = 0
         self.hang_seconds = 30.0
         self.slow_chunks = 400
         self.slow_delay = 0.02
-        self.requests: list[dict] = []
         self.disconnects = 0
         self.chunks_sent = 0
-        self._lock = threading.Lock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> MockOpenAI:
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            log_level="error",
-            lifespan="off",
-            interface="asgi3",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("mock upstream did not start")
-            time.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=5)
 
     def reset(self) -> None:
         with self._lock:
@@ -89,13 +56,7 @@ class MockOpenAI:
             self.cached_tokens = 0
 
     def _mode_for(self, body: dict) -> str:
-        with self._lock:
-            if self.script:
-                return self.script.pop(0)
-        model = str(body.get("model") or "")
-        if model.startswith("fault-"):
-            return model[len("fault-") :]
-        return self.mode
+        return super()._mode_for(str(body.get("model") or ""))
 
     # --- ASGI ----------------------------------------------------------------------------------
     async def app(self, scope, receive, send):

@@ -31,26 +31,28 @@ from ledger.selectors_dashboard import (
 from ledger.views.usage import parse_day, parse_int
 from projects.selectors import keys_list, projects_list
 
-CSV_COLUMNS = [
-    "created_at",
-    "request_id",
-    "kind",
-    "status",
-    "project",
-    "api_key",
-    "model",
-    "upstream",
-    "upstream_model",
-    "fallback",
-    "wallet",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cost",
-    "latency_ms",
-    "transaction_id",
-    "researcher_run_id",
-]
+# CSV header -> the usage-record field it is read from.
+CSV_COLUMN_FIELDS = {
+    "created_at": "created_at",
+    "request_id": "request_id",
+    "kind": "kind",
+    "status": "status",
+    "project": "project__name",
+    "api_key": "api_key__prefix",
+    "model": "model",
+    "upstream": "upstream",
+    "upstream_model": "upstream_model",
+    "fallback": "fallback",
+    "wallet": "wallet",
+    "prompt_tokens": "prompt_tokens",
+    "completion_tokens": "completion_tokens",
+    "cached_tokens": "cached_tokens",
+    "cost": "cost",
+    "latency_ms": "latency_ms",
+    "transaction_id": "transaction_id",
+    "researcher_run_id": "researcher_run_id",
+}
+CSV_COLUMNS = list(CSV_COLUMN_FIELDS)
 
 
 def ledger_filter(request) -> LedgerFilter:
@@ -141,26 +143,7 @@ class _Echo:
         return value
 
 
-CSV_FIELDS = [
-    "created_at",
-    "request_id",
-    "kind",
-    "status",
-    "project__name",
-    "api_key__prefix",
-    "model",
-    "upstream",
-    "upstream_model",
-    "fallback",
-    "wallet",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cost",
-    "latency_ms",
-    "transaction_id",
-    "researcher_run_id",
-]
+CSV_FIELDS = list(CSV_COLUMN_FIELDS.values())
 CSV_BATCH = 2000
 
 

@@ -7,7 +7,7 @@ hold placement and capture: one SQL statement each, psycopg async connections), 
 processes at once, each running many concurrent pairs, every capture writing its postings
 and a full usage record, exactly as a proxied request does:
 
-    .venv/bin/python bench/bench_holds.py                 # 3 processes x 16 pairs, 10 s
+    .venv/bin/python bench/bench_holds.py                 # 2 processes x 24 pairs, 10 s
     .venv/bin/python bench/bench_holds.py --processes 4 --concurrency 32 --seconds 20
 
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/tf_benchrun; the
@@ -221,8 +221,10 @@ def measure(processes: int, concurrency: int, seconds: float) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--processes", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=16)
+    # Two client processes, like the two gateway workers: on 2 cores more client processes
+    # only take CPU from the PostgreSQL backends that do the work being measured.
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=24)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-write", action="store_true", help="print, do not write the report")
     args = parser.parse_args()

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import close_old_connections
 from django.db import utils as db_utils
 from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
@@ -63,9 +63,10 @@ _CONNINFO_OPTIONS = (
 
 
 def pg_fast_path() -> bool:
-    """True when the ledger's single-statement path applies (PostgreSQL, not switched off)."""
-    return connections["default"].vendor == "postgresql" and getattr(
-        settings, "LEDGER_FAST_PATH", True
+    """True when the ledger's single-statement path applies (PostgreSQL, not switched off).
+    Read from settings, not `connections[...]`: that is an asgiref Local lookup per call."""
+    return getattr(settings, "LEDGER_FAST_PATH", True) and (
+        "postgresql" in settings.DATABASES["default"]["ENGINE"]
     )
 
 

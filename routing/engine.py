@@ -20,6 +20,7 @@ with a FAILED usage record. Settlement always happens, shielded from cancellatio
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -1079,8 +1080,10 @@ def _request_ended(
     cost: Decimal | None = None,
     fallback: bool = False,
     error_code: str = "",
+    ended: float | None = None,
 ) -> None:
     model = body.get("model") if isinstance(body, dict) else None
+    ended = time.monotonic() if ended is None else ended
     _observe(
         observability.request_finished,
         request_id=request_id,
@@ -1091,7 +1094,7 @@ def _request_ended(
         wallet=wallet,
         status=status,
         cost=cost,
-        latency_ms=(time.monotonic() - started) * 1000,
+        latency_ms=(ended - started) * 1000,
         fallback=fallback,
         stream=stream,
         kind=kind,
@@ -1118,7 +1121,8 @@ async def _observed_unary(impl, *, ctx, body, request_id, kind, **kwargs) -> Com
         status, code = _failure_of(exc)
         _request_ended(**common, stream=False, started=started, status=status, error_code=code)
         raise
-    _request_ended(
+    report = functools.partial(
+        _request_ended,
         **common,
         stream=False,
         started=started,
@@ -1127,7 +1131,14 @@ async def _observed_unary(impl, *, ctx, body, request_id, kind, **kwargs) -> Com
         wallet=result.wallet,
         cost=result.cost,
         fallback=result.fallback,
+        ended=time.monotonic(),
     )
+    if result.settlement is None:
+        report()
+    else:
+        # Off the response's critical path: reported once the capture (which runs after the
+        # response is sent) is done; the latency is still the request's own.
+        result.settlement.add_done_callback(lambda _task: report())
     return result
 
 

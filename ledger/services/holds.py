@@ -3,7 +3,11 @@
 Every reservation is a conditional UPDATE on the row it changes (never read-then-write);
 under PostgreSQL's READ COMMITTED a blocked UPDATE re-checks its WHERE clause against the
 newly committed row, so concurrent holds can never overdraw a wallet or a budget.
-Rows are locked in one order everywhere: wallet, project counter, key counter.
+Rows are locked in one order everywhere: wallet, then its budget counters (project, key), so
+every change to an org's counters in a currency happens under that wallet's row lock.
+
+On PostgreSQL each public function is one SQL statement (see "PostgreSQL fast path" below);
+the gateway runs the same statements on the event loop (routing/engine.py, routing/db.py).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
+import orjson
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Q, Value
@@ -578,44 +583,62 @@ def place_refusal(exc: BaseException) -> str | None:
     return None
 
 
+_COLUMNS: list = []
+_NAMES: set[str] = set()
+
+
 def _usage_columns() -> list:
-    skip = {"id", "org", "cost", "status", "hold", "transaction", "created_at"}
-    return [f for f in UsageRecord._meta.concrete_fields if f.name not in skip]
+    """The usage record's columns the statement fills from the engine's dict (computed once)."""
+    if not _COLUMNS:
+        skip = {"id", "org", "cost", "status", "hold", "transaction", "created_at"}
+        _COLUMNS.extend(f for f in UsageRecord._meta.concrete_fields if f.name not in skip)
+        _NAMES.update(f.attname for f in _COLUMNS)
+        _NAMES.update(f.name for f in _COLUMNS)
+    return _COLUMNS
 
 
 _SQL_CACHE: dict[tuple[str, bool], str] = {}
 
 
 def _usage_insert(status: str, with_transaction: bool) -> str:
+    """The usage record's INSERT: its fields travel as ONE jsonb parameter expanded by
+    `jsonb_populate_record` (profile: binding ~30 parameters one by one was a fifth of the
+    client's CPU per hold+capture pair)."""
     fields = _usage_columns()
     cols = ", ".join(f.column for f in fields)
-    vals = ", ".join(f"%(u_{f.attname})s::{f.db_type(connection)}" for f in fields)
+    vals = ", ".join(f"r.{f.column}" for f in fields)
     txn_col = ", transaction_id" if with_transaction else ""
     txn_val = ", (SELECT id FROM t)" if with_transaction else ""
     cost = "%(cost)s::numeric" if with_transaction else "0"
-    # Column names come from the model, every value is a bound parameter.
+    # Column names come from the model; the values are one bound parameter.
     return (
         f"u AS (INSERT INTO ledger_usagerecord ({cols}, org_id, cost, status, hold_id{txn_col}, "  # noqa: S608
         f"created_at) SELECT {vals}, h.org_id, {cost}, '{status}', h.id{txn_val}, now() "
-        "FROM h RETURNING id)"
+        "FROM h, jsonb_populate_record(NULL::ledger_usagerecord, %(usage)s::jsonb) r "
+        "RETURNING id)"
     )
+
+
+def _json_default(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _usage_params(usage: dict[str, Any] | None) -> dict:
     if usage is None:
         return {}
-    unknown = (
-        set(usage) - {f.attname for f in _usage_columns()} - {f.name for f in _usage_columns()}
-    )
+    columns = _usage_columns()
+    unknown = set(usage) - _NAMES
     if unknown:
         raise TypeError(f"unknown usage record fields: {sorted(unknown)}")
-    params = {}
-    for f in _usage_columns():
+    record = {}
+    for f in columns:
         value = usage[f.attname] if f.attname in usage else usage.get(f.name, NOT_GIVEN)
         if value is NOT_GIVEN:
             value = f.get_default()
-        params[f"u_{f.attname}"] = f.get_db_prep_save(value, connection)
-    return params
+        record[f.column] = value
+    return {"usage": orjson.dumps(record, default=_json_default).decode()}
 
 
 NOT_GIVEN = object()

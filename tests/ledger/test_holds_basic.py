@@ -6,21 +6,10 @@ from ledger.errors import BudgetExceeded, InsufficientBalance
 from ledger.models import Account, AccountKind, HoldStatus, Posting
 from ledger.services.budgets import budget_set
 from ledger.services.holds import hold_capture, hold_place, hold_void
-from ledger.services.postings import system_account, transaction_post, wallet_for
+from ledger.services.postings import system_account
+from tests.ledger.ledger_helpers import fund
 
 pytestmark = pytest.mark.django_db
-
-
-def _fund(org, currency="CREDIT", amount="10"):
-    transaction_post(
-        org=org,
-        kind="grant",
-        legs=[
-            (wallet_for(org=org, currency=currency), Decimal(amount)),
-            (system_account(currency=currency, kind=AccountKind.GRANTS), -Decimal(amount)),
-        ],
-        reference=f"test-fund-{org.pk}-{currency}",
-    )
 
 
 def _wallet(org, currency="CREDIT"):
@@ -28,7 +17,7 @@ def _wallet(org, currency="CREDIT"):
 
 
 def test_capture_charges_the_cost_and_releases_the_rest(org, project):
-    _fund(org)
+    fund(org)
     hold = hold_place(org_id=org.pk, currency="CREDIT", amount=Decimal("2"), project_id=project.pk)
     assert _wallet(org).held == Decimal("2")
     result = hold_capture(hold_id=hold.pk, amount=Decimal("0.5"))
@@ -39,7 +28,7 @@ def test_capture_charges_the_cost_and_releases_the_rest(org, project):
 
 
 def test_second_capture_returns_the_first_result(org):
-    _fund(org)
+    fund(org)
     hold = hold_place(org_id=org.pk, currency="CREDIT", amount=Decimal("1"))
     first = hold_capture(hold_id=hold.pk, amount=Decimal("0.3"))
     again = hold_capture(hold_id=hold.pk, amount=Decimal("0.9"))
@@ -50,14 +39,14 @@ def test_second_capture_returns_the_first_result(org):
 
 
 def test_hold_beyond_available_balance_is_refused(org):
-    _fund(org, amount="1")
+    fund(org, amount="1")
     with pytest.raises(InsufficientBalance):
         hold_place(org_id=org.pk, currency="CREDIT", amount=Decimal("1.0000000001"))
     assert _wallet(org).held == 0
 
 
 def test_budget_stops_a_hold_and_names_itself(org, project):
-    _fund(org)
+    fund(org)
     budget_set(org=org, project=project, currency="CREDIT", amount=Decimal("1"), period="day")
     hold_place(org_id=org.pk, currency="CREDIT", amount=Decimal("0.6"), project_id=project.pk)
     with pytest.raises(BudgetExceeded) as exc:
@@ -67,7 +56,7 @@ def test_budget_stops_a_hold_and_names_itself(org, project):
 
 
 def test_cost_above_hold_goes_to_shortfall_not_overdraft(org):
-    _fund(org, amount="1")
+    fund(org, amount="1")
     hold = hold_place(org_id=org.pk, currency="CREDIT", amount=Decimal("1"))
     result = hold_capture(hold_id=hold.pk, amount=Decimal("1.5"))
     assert _wallet(org).posted == Decimal("0")

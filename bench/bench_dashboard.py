@@ -163,6 +163,18 @@ def _measure(client, url: str) -> dict:
     }
 
 
+def _database_create(database_url: str) -> None:
+    """A fresh machine has no bench database yet: create it (once) on the same server."""
+    import psycopg
+    from psycopg import sql
+
+    base, _, name = database_url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -172,6 +184,7 @@ def main() -> int:
     database_url = os.environ.get(
         "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tf_dashboard"
     )
+    _database_create(database_url)
     _setup_django(database_url)
 
     from django.core.management import call_command

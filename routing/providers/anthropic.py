@@ -16,19 +16,14 @@ from routing.providers.base import (
     UpstreamError,
     UpstreamTarget,
     Usage,
+    connect_error,
+    malformed_error,
+    retry_after_of,
 )
 from routing.translate.openai_anthropic import usage_from_anthropic
 
 DEFAULT_VERSION = "2023-06-01"
 FORWARDED = ("anthropic-version", "anthropic-beta")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def error_from_response(status: int, content: bytes, response: httpx.Response) -> UpstreamError:
@@ -53,18 +48,8 @@ def error_from_response(status: int, content: bytes, response: httpx.Response) -
         status=status,
         retryable=retryable,
         error_type=error_type,
-        retry_after=_retry_after(response),
+        retry_after=retry_after_of(response),
     )
-
-
-def _connect_error(exc: Exception) -> UpstreamError:
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamError("upstream timed out", status=504, retryable=True)
-    return UpstreamError(f"upstream unreachable ({type(exc).__name__})", status=502, retryable=True)
-
-
-def _malformed() -> UpstreamError:
-    return UpstreamError("upstream sent a malformed response", status=502, retryable=True)
 
 
 class AnthropicProvider(Provider):
@@ -94,15 +79,15 @@ class AnthropicProvider(Provider):
                 timeout=target.timeout,
             )
         except httpx.HTTPError as exc:
-            raise _connect_error(exc) from exc
+            raise connect_error(exc) from exc
         if response.status_code >= 400:
             raise error_from_response(response.status_code, response.content, response)
         try:
             data = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
-            raise _malformed() from exc
+            raise malformed_error() from exc
         if not isinstance(data, dict):
-            raise _malformed()
+            raise malformed_error()
         return data
 
     async def messages(self, *, client, target, model, body, headers) -> ChatResult:
@@ -110,7 +95,7 @@ class AnthropicProvider(Provider):
         upstream_body.pop("stream", None)
         data = await self._post_json(client, target, "/v1/messages", upstream_body, headers)
         if data.get("type") != "message" or not isinstance(data.get("content"), list):
-            raise _malformed()
+            raise malformed_error()
         usage = usage_from_anthropic(data.get("usage"))
         if usage is None:
             from routing.translate.tokens import estimate_tokens_anthropic, text_tokens
@@ -143,7 +128,7 @@ class AnthropicProvider(Provider):
         try:
             response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise _connect_error(exc) from exc
+            raise connect_error(exc) from exc
         usage_raw: dict = {}
         try:
             if response.status_code >= 400:
@@ -160,9 +145,7 @@ class AnthropicProvider(Provider):
                     try:
                         event = orjson.loads(line[5:].strip())
                     except orjson.JSONDecodeError as exc:
-                        raise UpstreamError(
-                            "upstream sent a malformed stream event", status=502, retryable=True
-                        ) from exc
+                        raise malformed_error("stream event") from exc
                     if not isinstance(event, dict):
                         continue
                     kind = event.get("type")

@@ -68,6 +68,26 @@ class UpstreamError(Exception):
         self.retry_after = retry_after
 
 
+def retry_after_of(response: httpx.Response) -> float | None:
+    """The upstream's `Retry-After` in seconds, when it sent a number."""
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def connect_error(exc: Exception) -> UpstreamError:
+    """A transport failure (refused, reset, timed out): always worth the next try."""
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamError("upstream timed out", status=504, retryable=True)
+    return UpstreamError(f"upstream unreachable ({type(exc).__name__})", status=502, retryable=True)
+
+
+def malformed_error(what: str = "response") -> UpstreamError:
+    return UpstreamError(f"upstream sent a malformed {what}", status=502, retryable=True)
+
+
 class UnsupportedFeature(Exception):
     """The request uses a feature the target format cannot express: answer 400, never drop it."""
 

@@ -11,18 +11,18 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from routing.providers.base import ChatResult, Provider, UpstreamError, UpstreamTarget
+from routing.providers.base import (
+    ChatResult,
+    Provider,
+    UpstreamError,
+    UpstreamTarget,
+    connect_error,
+    malformed_error,
+    retry_after_of,
+)
 from routing.translate import openai_gemini as tr
 
 DISABLING_STATUSES = ("PERMISSION_DENIED", "UNAUTHENTICATED")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def error_from_response(status: int, content: bytes, response: httpx.Response) -> UpstreamError:
@@ -47,14 +47,8 @@ def error_from_response(status: int, content: bytes, response: httpx.Response) -
         status=status,
         retryable=retryable,
         error_type=kind or "invalid_request_error",
-        retry_after=_retry_after(response),
+        retry_after=retry_after_of(response),
     )
-
-
-def _connect_error(exc: Exception) -> UpstreamError:
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamError("upstream timed out", status=504, retryable=True)
-    return UpstreamError(f"upstream unreachable ({type(exc).__name__})", status=502, retryable=True)
 
 
 class GeminiProvider(Provider):
@@ -83,17 +77,15 @@ class GeminiProvider(Provider):
                 timeout=target.timeout,
             )
         except httpx.HTTPError as exc:
-            raise _connect_error(exc) from exc
+            raise connect_error(exc) from exc
         if response.status_code >= 400:
             raise error_from_response(response.status_code, response.content, response)
         try:
             data = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
-            raise UpstreamError(
-                "upstream sent a malformed response", status=502, retryable=True
-            ) from exc
+            raise malformed_error() from exc
         if not isinstance(data, dict):
-            raise UpstreamError("upstream sent a malformed response", status=502, retryable=True)
+            raise malformed_error()
         result = tr.response_from_gemini(data, model=body.get("model") or model)
         usage = tr.usage_from_gemini(data.get("usageMetadata"))
         if usage is None:
@@ -132,7 +124,7 @@ class GeminiProvider(Provider):
         try:
             response = await client.send(http_request, stream=True)
         except httpx.HTTPError as exc:
-            raise _connect_error(exc) from exc
+            raise connect_error(exc) from exc
         try:
             if response.status_code >= 400:
                 try:
@@ -147,9 +139,7 @@ class GeminiProvider(Provider):
                     try:
                         data = orjson.loads(line[5:].strip())
                     except orjson.JSONDecodeError as exc:
-                        raise UpstreamError(
-                            "upstream sent a malformed stream event", status=502, retryable=True
-                        ) from exc
+                        raise malformed_error("stream event") from exc
                     if isinstance(data, dict) and "error" in data:
                         err = data.get("error") or {}
                         raise UpstreamError(

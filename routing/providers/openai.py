@@ -15,6 +15,9 @@ from routing.providers.base import (
     UpstreamError,
     UpstreamTarget,
     Usage,
+    connect_error,
+    malformed_error,
+    retry_after_of,
 )
 
 
@@ -29,14 +32,6 @@ def usage_from_openai(data: dict | None) -> Usage | None:
     except (TypeError, ValueError):
         return None
     return Usage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def error_from_response(status: int, content: bytes, response: httpx.Response) -> UpstreamError:
@@ -62,14 +57,8 @@ def error_from_response(status: int, content: bytes, response: httpx.Response) -
         status=status,
         retryable=retryable,
         error_type=error_type,
-        retry_after=_retry_after(response),
+        retry_after=retry_after_of(response),
     )
-
-
-def _connect_error(exc: Exception) -> UpstreamError:
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamError("upstream timed out", status=504, retryable=True)
-    return UpstreamError(f"upstream unreachable ({type(exc).__name__})", status=502, retryable=True)
 
 
 _PARSED: dict[tuple[str, str, float], tuple[httpx.URL, httpx.Timeout]] = {}
@@ -129,17 +118,15 @@ class OpenAIProvider(Provider):
                 timeout=timeout,
             )
         except httpx.HTTPError as exc:
-            raise _connect_error(exc) from exc
+            raise connect_error(exc) from exc
         if response.status_code >= 400:
             raise error_from_response(response.status_code, response.content, response)
         try:
             data = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
-            raise UpstreamError(
-                "upstream sent a malformed response", status=502, retryable=True
-            ) from exc
+            raise malformed_error() from exc
         if not isinstance(data, dict):
-            raise UpstreamError("upstream sent a malformed response", status=502, retryable=True)
+            raise malformed_error()
         return data
 
     async def chat(self, *, client, target, model, body, headers) -> ChatResult:
@@ -192,7 +179,7 @@ class OpenAIProvider(Provider):
         try:
             response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise _connect_error(exc) from exc
+            raise connect_error(exc) from exc
         try:
             if response.status_code >= 400:
                 try:
@@ -212,9 +199,7 @@ class OpenAIProvider(Provider):
                     try:
                         chunk = orjson.loads(payload)
                     except orjson.JSONDecodeError as exc:
-                        raise UpstreamError(
-                            "upstream sent a malformed stream event", status=502, retryable=True
-                        ) from exc
+                        raise malformed_error("stream event") from exc
                     if not isinstance(chunk, dict):
                         continue
                     if "error" in chunk and "choices" not in chunk:

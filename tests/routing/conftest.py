@@ -43,7 +43,7 @@ class Gateway:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, **kwargs)
 
 
-def _start_gateway(redis_url: str):
+def _start_gateway(redis_url: str, **extra_env: str):
     db = settings.DATABASES["default"]
     auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
     db_url = f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
@@ -60,6 +60,7 @@ def _start_gateway(redis_url: str):
         "PROXY_MAX_BODY_BYTES": "65536",
         "CONN_MAX_AGE": "0",
         "LOG_LEVEL": "WARNING",
+        **extra_env,
     }
     process = subprocess.Popen(
         [

@@ -4,9 +4,6 @@ a feature one route lacks, and holds sized from a small output limit."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from decimal import Decimal
 
@@ -18,9 +15,7 @@ from django.conf import settings
 from ledger.models import Account, AccountKind, Hold, HoldStatus, UsageRecord
 from routing.pricing import Prices, hold_amount, prompt_tokens_upper
 from tests.routing.conftest import (
-    ROOT,
-    Gateway,
-    _free_port,
+    _start_gateway,
     _stop_gateway,
     apply,
     make_tenant,
@@ -36,34 +31,7 @@ MSG = [{"role": "user", "content": "hi"}]
 @pytest.fixture(scope="module")
 def settle_after_gateway(django_db_setup, django_db_blocker):
     """A gateway as `make serve` runs it: the capture commits right after the response."""
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "TEST_DATABASE_URL": f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "REDIS_URL": settings.REDIS_URL,
-        "ROUTING_TABLE_CACHE_SECONDS": "0",
-        "ROUTING_SETTLE_AFTER_RESPONSE": "true",
-        "LOG_LEVEL": "WARNING",
-    }
-    cmd = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--lifespan", "off", "--log-level", "warning", "--no-access-log"]
-    process = subprocess.Popen(cmd, cwd=ROOT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/v1/models", timeout=1).status_code:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("the gateway did not start")
-        time.sleep(0.1)
-    gw = Gateway(url=url, process=process)
+    gw = _start_gateway(settings.REDIS_URL, ROUTING_SETTLE_AFTER_RESPONSE="true")
     yield gw
     _stop_gateway(gw)
 

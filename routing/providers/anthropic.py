@@ -16,9 +16,10 @@ from routing.providers.base import (
     UpstreamError,
     UpstreamTarget,
     Usage,
-    connect_error,
     malformed_error,
+    post_json,
     retry_after_of,
+    stream_open,
 )
 from routing.translate.openai_anthropic import usage_from_anthropic
 
@@ -71,24 +72,14 @@ class AnthropicProvider(Provider):
         return base + path
 
     async def _post_json(self, client, target, path: str, body: dict, headers) -> dict:
-        try:
-            response = await client.post(
-                self._url(target, path),
-                content=orjson.dumps(body),
-                headers=self._headers(target, headers),
-                timeout=target.timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise connect_error(exc) from exc
-        if response.status_code >= 400:
-            raise error_from_response(response.status_code, response.content, response)
-        try:
-            data = orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            raise malformed_error() from exc
-        if not isinstance(data, dict):
-            raise malformed_error()
-        return data
+        return await post_json(
+            client,
+            self._url(target, path),
+            body=body,
+            headers=self._headers(target, headers),
+            timeout=target.timeout,
+            errors=error_from_response,
+        )
 
     async def messages(self, *, client, target, model, body, headers) -> ChatResult:
         upstream_body = {**body, "model": model}
@@ -118,25 +109,16 @@ class AnthropicProvider(Provider):
     async def _stream(
         self, client: httpx.AsyncClient, target: UpstreamTarget, body: dict, headers, state
     ) -> AsyncIterator[dict]:
-        request = client.build_request(
-            "POST",
+        response = await stream_open(
+            client,
             self._url(target, "/v1/messages"),
-            content=orjson.dumps(body),
+            body=body,
             headers=self._headers(target, headers),
             timeout=target.timeout,
+            errors=error_from_response,
         )
-        try:
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise connect_error(exc) from exc
         usage_raw: dict = {}
         try:
-            if response.status_code >= 400:
-                try:
-                    content = await response.aread()
-                except httpx.HTTPError:
-                    content = b""
-                raise error_from_response(response.status_code, content, response)
             stopped = False
             try:
                 async for line in response.aiter_lines():

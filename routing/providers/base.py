@@ -13,10 +13,11 @@ The final usage is reported through the `StreamState` the caller passes in, neve
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import httpx
+import orjson
 
 
 @dataclass(slots=True)
@@ -86,6 +87,53 @@ def connect_error(exc: Exception) -> UpstreamError:
 
 def malformed_error(what: str = "response") -> UpstreamError:
     return UpstreamError(f"upstream sent a malformed {what}", status=502, retryable=True)
+
+
+ErrorMapper = Callable[[int, bytes, httpx.Response], UpstreamError]
+
+
+async def post_json(
+    client: httpx.AsyncClient, url, *, body: dict, headers: dict, timeout, errors: ErrorMapper
+) -> dict:
+    """POST `body`, answer the JSON object; every failure as the provider's UpstreamError."""
+    try:
+        response = await client.post(
+            url, content=orjson.dumps(body), headers=headers, timeout=timeout
+        )
+    except httpx.HTTPError as exc:
+        raise connect_error(exc) from exc
+    if response.status_code >= 400:
+        raise errors(response.status_code, response.content, response)
+    try:
+        data = orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        raise malformed_error() from exc
+    if not isinstance(data, dict):
+        raise malformed_error()
+    return data
+
+
+async def stream_open(
+    client: httpx.AsyncClient, url, *, body: dict, headers: dict, timeout, errors: ErrorMapper
+) -> httpx.Response:
+    """Send a streaming POST; a refused one is read, closed and raised before any event, so
+    the engine may still fall back. The caller closes the response it gets."""
+    request = client.build_request(
+        "POST", url, content=orjson.dumps(body), headers=headers, timeout=timeout
+    )
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise connect_error(exc) from exc
+    if response.status_code >= 400:
+        try:
+            content = await response.aread()
+        except httpx.HTTPError:
+            content = b""
+        finally:
+            await response.aclose()
+        raise errors(response.status_code, content, response)
+    return response
 
 
 class UnsupportedFeature(Exception):

@@ -16,9 +16,10 @@ from routing.providers.base import (
     Provider,
     UpstreamError,
     UpstreamTarget,
-    connect_error,
     malformed_error,
+    post_json,
     retry_after_of,
+    stream_open,
 )
 from routing.translate import openai_gemini as tr
 
@@ -69,23 +70,14 @@ class GeminiProvider(Provider):
 
     async def chat(self, *, client, target, model, body, headers) -> ChatResult:
         request = tr.request_to_gemini(body)
-        try:
-            response = await client.post(
-                self._url(target, model, "generateContent"),
-                content=orjson.dumps(request),
-                headers=self._headers(target),
-                timeout=target.timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise connect_error(exc) from exc
-        if response.status_code >= 400:
-            raise error_from_response(response.status_code, response.content, response)
-        try:
-            data = orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            raise malformed_error() from exc
-        if not isinstance(data, dict):
-            raise malformed_error()
+        data = await post_json(
+            client,
+            self._url(target, model, "generateContent"),
+            body=request,
+            headers=self._headers(target),
+            timeout=target.timeout,
+            errors=error_from_response,
+        )
         result = tr.response_from_gemini(data, model=body.get("model") or model)
         usage = tr.usage_from_gemini(data.get("usageMetadata"))
         if usage is None:
@@ -114,24 +106,15 @@ class GeminiProvider(Provider):
             raise UpstreamError("upstream stream ended early", status=502, retryable=True)
 
     async def _responses(self, client, target, model, request: dict) -> AsyncIterator[dict]:
-        http_request = client.build_request(
-            "POST",
+        response = await stream_open(
+            client,
             self._url(target, model, "streamGenerateContent") + "?alt=sse",
-            content=orjson.dumps(request),
+            body=request,
             headers=self._headers(target),
             timeout=target.timeout,
+            errors=error_from_response,
         )
         try:
-            response = await client.send(http_request, stream=True)
-        except httpx.HTTPError as exc:
-            raise connect_error(exc) from exc
-        try:
-            if response.status_code >= 400:
-                try:
-                    content = await response.aread()
-                except httpx.HTTPError:
-                    content = b""
-                raise error_from_response(response.status_code, content, response)
             try:
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):

@@ -15,9 +15,10 @@ from routing.providers.base import (
     UpstreamError,
     UpstreamTarget,
     Usage,
-    connect_error,
     malformed_error,
+    post_json,
     retry_after_of,
+    stream_open,
 )
 
 
@@ -110,24 +111,14 @@ class OpenAIProvider(Provider):
         self, client: httpx.AsyncClient, target: UpstreamTarget, path: str, body: dict, headers
     ) -> dict:
         url, timeout = _parsed(target, path)
-        try:
-            response = await client.post(
-                url,
-                content=orjson.dumps(body),
-                headers=self._headers(target, headers),
-                timeout=timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise connect_error(exc) from exc
-        if response.status_code >= 400:
-            raise error_from_response(response.status_code, response.content, response)
-        try:
-            data = orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            raise malformed_error() from exc
-        if not isinstance(data, dict):
-            raise malformed_error()
-        return data
+        return await post_json(
+            client,
+            url,
+            body=body,
+            headers=self._headers(target, headers),
+            timeout=timeout,
+            errors=error_from_response,
+        )
 
     async def chat(self, *, client, target, model, body, headers) -> ChatResult:
         data = await self._post_json(
@@ -169,24 +160,15 @@ class OpenAIProvider(Provider):
         state: StreamState,
     ) -> AsyncIterator[dict]:
         url, timeout = _parsed(target, "/chat/completions")
-        request = client.build_request(
-            "POST",
+        response = await stream_open(
+            client,
             url,
-            content=orjson.dumps(body),
+            body=body,
             headers=self._headers(target, headers),
             timeout=timeout,
+            errors=error_from_response,
         )
         try:
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise connect_error(exc) from exc
-        try:
-            if response.status_code >= 400:
-                try:
-                    content = await response.aread()
-                except httpx.HTTPError:
-                    content = b""
-                raise error_from_response(response.status_code, content, response)
             done = False
             try:
                 async for line in _sse_lines(response):

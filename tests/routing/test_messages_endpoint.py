@@ -96,7 +96,8 @@ def test_a_message_through_an_anthropic_upstream_is_native_charged_and_recorded(
     assert sent["body"]["model"] == "up-model" and sent["body"]["system"] == "Be brief."
     assert sent["headers"]["x-api-key"] == "sk-upstream-claude-up"
     assert sent["headers"]["anthropic-beta"] == "prompt-caching-2024-07-31"
-    assert sent["headers"]["anthropic-version"] == "2023-06-01"
+    # The client's own anthropic-version goes upstream unchanged.
+    assert sent["headers"]["anthropic-version"] == raw.http_request.headers["anthropic-version"]
     expected = _cost(121, 11, cached=100)
     assert Decimal(raw.headers["x-tokenforge-cost"]) == expected
     assert raw.headers["x-tokenforge-route"] == "claude-up/up-model"

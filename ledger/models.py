@@ -13,12 +13,12 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, JSONField, Q, Value
 from django.db.models.functions import Now
 
 from accounts.models import Organization
 from accounts.tenancy import TenantManager, TenantQuerySet
-from ledger.money import Currency, MoneyField
+from ledger.money import MONEY_DIGITS, MONEY_PLACES, Currency, MoneyField
 from projects.models import ApiKey, Project
 
 
@@ -321,6 +321,36 @@ class UsageRecord(models.Model):
     completion_tokens = models.PositiveIntegerField(default=0)
     cached_tokens = models.PositiveIntegerField(default=0)
     estimated = models.BooleanField(default=False)  # usage estimated from text, not reported
+    # Every further token class the upstream reported (prompt_tokens counts all input,
+    # cached_tokens the cache reads among it, completion_tokens all output).
+    cache_write_tokens = models.PositiveIntegerField(
+        db_default=0, default=0
+    )  # 5-minute cache writes
+    cache_write_1h_tokens = models.PositiveIntegerField(db_default=0, default=0)
+    reasoning_tokens = models.PositiveIntegerField(
+        db_default=0, default=0
+    )  # part of completion_tokens
+    input_audio_tokens = models.PositiveIntegerField(db_default=0, default=0)
+    output_audio_tokens = models.PositiveIntegerField(db_default=0, default=0)
+    # Snapshot of every price part used ({part: per-1M string}, "defaulted": [parts], "tier").
+    price_parts = models.JSONField(db_default=Value({}, JSONField()), default=dict, blank=True)
+    # What the upstream said the request cost, when it says (usage.cost or a cost header).
+    reported_cost = models.DecimalField(
+        max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, null=True, blank=True
+    )
+    # What the request would have cost on the model's first official (Credit) route.
+    baseline_cost = models.DecimalField(
+        max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, null=True, blank=True
+    )
+    baseline_wallet = models.CharField(
+        max_length=8, choices=Currency.choices, blank=True, db_default="", default=""
+    )
+    # Request fields or tools an upstream could not take and were left out.
+    dropped = models.JSONField(db_default=Value([], JSONField()), default=list, blank=True)
+    # Routes passed over before the one that ran, and why: [{upstream, wallet, reason}].
+    skipped = models.JSONField(db_default=Value([], JSONField()), default=list, blank=True)
+    # Anything the gateway corrected or distrusted (e.g. impossible usage clamped).
+    anomalies = models.JSONField(db_default=Value([], JSONField()), default=list, blank=True)
     # Per 1M tokens, in the wallet's currency, before the multiplier.
     price_input = MoneyField()
     price_output = MoneyField()

@@ -262,6 +262,13 @@ class Hold(models.Model):
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(db_default=Now())
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Write-ahead of a charge (docs/billing.md, "durably"): set while a stream delivers, to the
+    # cost and usage record of what has reached the client so far. The expiry sweep captures
+    # a hold that has one (a crashed worker's answered stream) instead of voiding it.
+    settle_cost = models.DecimalField(
+        max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, null=True, blank=True
+    )
+    settle_usage = models.JSONField(null=True, blank=True)
 
     objects = TenantManager()
 
@@ -281,6 +288,19 @@ class Hold(models.Model):
 
     def __str__(self) -> str:
         return f"hold {self.pk} {self.amount} ({self.status})"
+
+
+class FlushMark(models.Model):
+    """One row per PostgreSQL backend, bumped by the gateway's flush barrier (routing/db.py):
+    a transaction must write WAL for its synchronous commit to flush the log, and each
+    connection touching only its own row means barriers of different workers never wait on
+    each other's row locks."""
+
+    backend_pid = models.IntegerField(primary_key=True)
+    flushes = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"flush mark of backend {self.backend_pid}"
 
 
 class UsageKind(models.TextChoices):

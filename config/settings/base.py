@@ -165,7 +165,13 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Money and gateway ------------------------------------------------------
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
+# A hold's life without a keepalive. Every in-flight request keeps its hold alive on a timer,
+# and each hold lives at least its route's timeout x tries + 60 s (routing.engine._hold_ttl),
+# so a slow upstream (timeouts go up to 3,600 s) never outlives its hold (docs/billing.md).
 HOLD_TTL_SECONDS = env.int("HOLD_TTL_SECONDS", default=900)
+# A stream writes ahead what it has delivered this often, so a crashed worker's stream is
+# charged for it by the expiry sweep instead of being forgiven.
+ROUTING_STREAM_CHECKPOINT_SECONDS = env.float("ROUTING_STREAM_CHECKPOINT_SECONDS", default=5.0)
 PROXY_MAX_BODY_BYTES = env.int("PROXY_MAX_BODY_BYTES", default=8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PROXY_MAX_BODY_BYTES
 # Gateway tuning (routing app): cooldown after N failures in a window, retries, caches.

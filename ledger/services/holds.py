@@ -448,21 +448,30 @@ def hold_keepalive(*, hold_id: UUID | str, ttl_seconds: int | None = None) -> bo
 
 
 def holds_expire(*, limit: int = 500) -> int:
-    """Void every expired pending hold (the sweep after a crash); returns how many."""
-    voided = 0
+    """Resolve every expired pending hold (the sweep after a crash); returns how many.
+
+    A hold with a written-ahead charge (a stream that was delivering when its worker died,
+    ledger.services.safeguards) is captured for what was delivered; the others are voided."""
+    from ledger.services.safeguards import sweep_usage
+
+    resolved = 0
     while True:
         with transaction.atomic():
-            ids = list(
+            rows = list(
                 Hold.objects.select_for_update(skip_locked=True)
                 .filter(status=HoldStatus.PENDING, expires_at__lt=timezone.now())
                 .order_by("expires_at")
-                .values_list("pk", flat=True)[:limit]
+                .values_list("pk", "settle_cost", "settle_usage")[:limit]
             )
-            for hold_id in ids:
-                if hold_void(hold_id=hold_id, expired=True).created:
-                    voided += 1
-        if len(ids) < limit:
-            return voided
+            for hold_id, cost, usage in rows:
+                if usage is not None and cost is not None:
+                    done = hold_capture(hold_id=hold_id, amount=cost, usage=sweep_usage(usage))
+                else:
+                    done = hold_void(hold_id=hold_id, expired=True)
+                if done.created:
+                    resolved += 1
+        if len(rows) < limit:
+            return resolved
 
 
 # --- PostgreSQL fast path ---------------------------------------------------------------------

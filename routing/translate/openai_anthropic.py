@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from routing.providers.base import StreamState, UnsupportedFeature, Usage
+from routing.request_bounds import output_tokens_requested
 
 DEFAULT_MAX_TOKENS = 4096
 
@@ -243,8 +244,8 @@ def request_to_anthropic(body: dict) -> dict:
         out["model"] = body["model"]
     if system:
         out["system"] = "\n\n".join(s for s in system if s)
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    out["max_tokens"] = int(max_tokens) if max_tokens else _default_max_tokens()
+    max_tokens = output_tokens_requested(body)  # the one order the hold reads them in
+    out["max_tokens"] = max_tokens or _default_max_tokens()
     temperature = body.get("temperature")
     if temperature is not None:
         if not 0 <= float(temperature) <= 1:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from routing.providers.base import StreamState, UnsupportedFeature, Usage
+from routing.request_bounds import output_tokens_requested
 from routing.translate.openai_anthropic import usage_to_openai
 
 FINISH = {
@@ -205,9 +206,10 @@ def request_to_gemini(body: dict) -> dict:
         config["temperature"] = body["temperature"]
     if body.get("top_p") is not None:
         config["topP"] = body["top_p"]
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    # The engine always sets the limit its hold paid for; read in the one order it uses.
+    max_tokens = output_tokens_requested(body)
     if max_tokens:
-        config["maxOutputTokens"] = int(max_tokens)
+        config["maxOutputTokens"] = max_tokens
     stop = body.get("stop")
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)

@@ -14,7 +14,8 @@ Input kinds and their bounds (tokens):
   image, capped at DOCUMENT_TOKENS_CAP; one given by URL or id counts DOCUMENT_URL_TOKENS;
 - audio: one token per AUDIO_B64_CHARS_PER_TOKEN base64 characters (>= 6x any provider's
   rate at 8 kbit/s);
-- tool definitions, response formats, tool choice: their JSON text.
+- tool definitions, response formats, tool choice: their JSON text, plus TOOLS_OVERHEAD for
+  the preamble a provider adds when tools are offered.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ DOCUMENT_TOKENS_CAP = 2_000_000
 DOCUMENT_URL_TOKENS = 460_000  # 100 pages x (3,000 text + 1,600 page image)
 AUDIO_B64_CHARS_PER_TOKEN = 8
 PER_MESSAGE_OVERHEAD = 8
-REQUEST_OVERHEAD = 8
+REQUEST_OVERHEAD = 32  # chat templates and provider preambles
+TOOLS_OVERHEAD = 512  # the system prompt providers add for tool use (Anthropic: up to ~350)
 
 # The fields a JSON schema or tool list travels in: counted as their whole JSON text.
 _JSON_FIELDS = ("tools", "functions", "response_format", "tool_choice", "function_call")
@@ -188,6 +190,8 @@ def prompt_tokens_upper(body: dict) -> int:
         value = body.get(name)
         if value:
             total += _text_upper(orjson.dumps(value).decode())
+    if body.get("tools") or body.get("functions"):
+        total += TOOLS_OVERHEAD
     return total
 
 

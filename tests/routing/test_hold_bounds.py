@@ -16,7 +16,6 @@ from ledger.services.budgets import budget_set
 from routing.auth import key_context_for
 from routing.engine import completion_create, embeddings_create
 from routing.errors import GatewayError
-from routing.request_bounds import output_tokens_requested, prompt_tokens_upper
 from tests.mocks.anthropic_upstream import MockAnthropic
 from tests.mocks.gemini_upstream import MockGemini
 from tests.mocks.openai_upstream import MockOpenAI
@@ -147,13 +146,17 @@ def test_a_59_kb_document_is_held_by_its_size_not_a_flat_1600_tokens(routes, mon
 
 
 def test_input_audio_and_file_parts_count_by_their_size():
+    from routing.request_bounds import prompt_tokens_upper
+
     audio = base64.b64encode(b"\0" * 48_000).decode()
     small = {"messages": [{"role": "user", "content": "hi"}]}
     with_audio = {
         "messages": [
             {
                 "role": "user",
-                "content": [{"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}}],
+                "content": [
+                    {"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}}
+                ],
             }
         ]
     }
@@ -185,7 +188,6 @@ def test_max_completion_tokens_wins_over_max_tokens_for_the_hold_and_the_upstrea
     hold = Hold.objects.get(request_id=rid)
     assert hold.amount >= Decimal(60000 * 75) / 1_000_000
     assert result.cost <= hold.amount and _shortfall() == 0
-    assert output_tokens_requested(body) == 60000
 
 
 def test_a_client_limit_above_the_models_is_clamped_before_it_goes_upstream(routes):
@@ -195,9 +197,8 @@ def test_a_client_limit_above_the_models_is_clamped_before_it_goes_upstream(rout
     body = {"model": "claude-capped", "messages": MSG, "max_tokens": 60000}
     run(completion_create(ctx=ctx, body=body, request_id=rid))
     assert routes["anthropic"].requests[-1]["body"]["max_tokens"] == 1000
-    assert Hold.objects.get(request_id=rid).amount == (
-        Decimal(prompt_tokens_upper({**body, "max_tokens": 1000}) * 15 + 1000 * 75) / 1_000_000
-    )
+    hold = Hold.objects.get(request_id=rid).amount
+    assert Decimal(1000 * 75) / 1_000_000 < hold < Decimal(1001 * 75) / 1_000_000
 
 
 @pytest.mark.parametrize(("model", "limit"), [("gemini-pub", 2048), ("gemini-open", 4096)])

@@ -15,11 +15,6 @@ from django.test import override_settings
 from accounts.models import AuditEvent
 from ledger.models import Account, AccountKind, Hold, HoldStatus, Posting, UsageRecord
 from ledger.services.holds import hold_place, hold_void, holds_expire
-from ledger.services.safeguards import (
-    ANOMALY_LATE_CAPTURE,
-    ANOMALY_SHORTFALL,
-    hold_capture_late,
-)
 from routing import engine
 from routing.auth import key_context_for
 from routing.engine import completion_create
@@ -60,7 +55,9 @@ def _answered_while_the_sweep_runs_at_3s(t) -> tuple:
 
     async def scenario():
         request = asyncio.ensure_future(
-            completion_create(ctx=ctx, body={"model": "gpt-4o-mini", "messages": MSG}, request_id=rid)
+            completion_create(
+                ctx=ctx, body={"model": "gpt-4o-mini", "messages": MSG}, request_id=rid
+            )
         )
         await asyncio.sleep(3)
         swept = await sync_to_async(holds_expire, thread_sensitive=False)()
@@ -99,6 +96,8 @@ def test_a_capture_that_finds_its_hold_expired_charges_the_request_anyway(slow, 
     t = make_tenant(credit="10")
     rid, result, swept = _answered_while_the_sweep_runs_at_3s(t)
     assert swept == 1  # the sweep expired the hold under the request
+    from ledger.services.safeguards import ANOMALY_LATE_CAPTURE
+
     record = UsageRecord.objects.get(request_id=rid)
     assert record.status == "settled" and record.cost == result.cost > 0
     assert ANOMALY_LATE_CAPTURE in record.anomalies
@@ -109,6 +108,12 @@ def test_a_capture_that_finds_its_hold_expired_charges_the_request_anyway(slow, 
 
 
 def test_a_late_capture_the_wallet_cannot_pay_goes_to_shortfall_and_alerts():
+    from ledger.services.safeguards import (
+        ANOMALY_LATE_CAPTURE,
+        ANOMALY_SHORTFALL,
+        hold_capture_late,
+    )
+
     t = make_tenant(credit="1")
     hold = hold_place(org_id=t.org.pk, currency="CREDIT", amount=Decimal("1"), request_id="late1")
     hold_void(hold_id=hold.pk, expired=True)

@@ -25,6 +25,7 @@ from ledger.models import (
     Budget,
     BudgetAlert,
     BudgetCounter,
+    FlushMark,
     Hold,
     Posting,
     Transaction,
@@ -539,3 +540,19 @@ def overview_view(request):
         **operator_overview(window=window),
     }
     return TemplateResponse(request, "admin/ledger/overview.html", context)
+
+
+@admin.register(FlushMark)
+class FlushMarkAdmin(admin.ModelAdmin):
+    """The flush barrier's per-backend counters (routing/db.py): read-only, for curiosity."""
+
+    list_display = ("backend_pid", "flushes")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

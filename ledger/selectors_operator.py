@@ -217,6 +217,33 @@ def researcher_runs(*, window: DateRange) -> list[dict]:
     )
 
 
+def shortfall_by_upstream(*, window: DateRange) -> list[dict]:
+    """Per upstream and wallet: requests that cost more than their hold, and the excess the
+    shortfall account absorbed. Holds bound what a request can cost, so each row is an
+    upstream that reported more than the limits it was sent allow (or a late capture the
+    wallet could not pay): every one is also logged and in the audit log (`ledger.shortfall`,
+    `ledger.late_capture`)."""
+    rows = (
+        Posting.objects.filter(
+            account__kind=AccountKind.SHORTFALL,
+            transaction__created_at__gte=window.since,
+            transaction__created_at__lt=window.until,
+        )
+        .values("currency", upstream=F("transaction__usage__upstream"))
+        .annotate(requests=Count("transaction_id", distinct=True), total=Sum("amount"))
+        .order_by("currency", "total")
+    )
+    return [
+        {
+            "wallet": row["currency"],
+            "upstream": row["upstream"] or "",
+            "requests": row["requests"],
+            "shortfall": -to_money(row["total"] or ZERO),
+        }
+        for row in rows
+    ]
+
+
 def operator_overview(*, window: DateRange) -> dict:
     by_model = margin_by_model(window=window)
     return {
@@ -225,6 +252,7 @@ def operator_overview(*, window: DateRange) -> dict:
         "models": by_model,
         "upstreams": margin_by_upstream(window=window),
         "health": upstream_health(window=window),
+        "shortfalls": shortfall_by_upstream(window=window),
         "organizations": largest_organizations(window=window),
         "researcher": researcher_runs(window=window),
     }

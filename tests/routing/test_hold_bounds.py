@@ -198,7 +198,7 @@ def test_a_client_limit_above_the_models_is_clamped_before_it_goes_upstream(rout
     run(completion_create(ctx=ctx, body=body, request_id=rid))
     assert routes["anthropic"].requests[-1]["body"]["max_tokens"] == 1000
     hold = Hold.objects.get(request_id=rid).amount
-    assert Decimal(1000 * 75) / 1_000_000 < hold < Decimal(1001 * 75) / 1_000_000
+    assert Decimal(1000 * 75) / 1_000_000 < hold < Decimal(1000 * 75 + 200 * 15) / 1_000_000
 
 
 @pytest.mark.parametrize(("model", "limit"), [("gemini-pub", 2048), ("gemini-open", 4096)])
@@ -227,3 +227,40 @@ def test_a_hold_pays_input_at_the_largest_input_side_price_part():
         prices=Prices(), multiplier=Decimal(1), prompt_upper=1_000_000, completion_upper=0
     )
     assert amount == Decimal("6")
+
+
+def test_an_upstream_that_reports_more_than_it_was_allowed_shows_as_shortfall_and_alerts(
+    routes, monkeypatch
+):
+    from django.test import Client
+    from django.urls import reverse
+
+    from accounts.models import AuditEvent
+    from ledger.selectors_operator import date_range_default, shortfall_by_upstream
+    from tests.factories import UserFactory
+
+    monkeypatch.setattr(routes["anthropic"], "output_tokens", 5000)  # it was sent max_tokens=10
+    t = make_tenant()
+    ctx = key_context_for(org_id=t.org.pk, project_id=t.project.pk)
+    rid = _rid()
+    body = {"model": "claude-pub", "messages": MSG, "max_tokens": 10}
+    result = run(completion_create(ctx=ctx, body=body, request_id=rid))
+    hold = Hold.objects.get(request_id=rid)
+    assert result.cost > hold.amount and _shortfall() == result.cost - hold.amount
+    assert "cost_above_hold" in UsageRecord.objects.get(request_id=rid).anomalies
+    event = AuditEvent.objects.get(action="ledger.shortfall")
+    assert event.changes["upstream"] == "claude" and event.changes["request_id"] == rid
+    rows = shortfall_by_upstream(window=date_range_default())
+    assert rows == [
+        {
+            "wallet": "CREDIT",
+            "upstream": "claude",
+            "requests": 1,
+            "shortfall": result.cost - hold.amount,
+        }
+    ]
+    operator = UserFactory(is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(operator)
+    html = client.get(reverse("admin_overview")).content.decode()
+    assert "Shortfall per upstream" in html and 'id="overview-shortfalls"' in html

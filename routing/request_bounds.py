@@ -75,8 +75,8 @@ def body_with_output_limit(body: dict, *, limit: int, surface: str) -> dict:
     (adapters to other wire formats read it back through `output_tokens_requested`)."""
     if surface == "anthropic":
         field = "max_tokens"
-    elif "max_output_tokens" in body and surface == "responses":
-        field = "max_output_tokens"
+    elif surface == "responses" or body.get("max_output_tokens") is not None:
+        field = "max_output_tokens"  # the Responses API's name
     elif body.get("max_tokens") is not None and body.get("max_completion_tokens") is None:
         field = "max_tokens"
     else:

@@ -114,8 +114,9 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # per worker process. Off (LEDGER_FAST_PATH=false) falls back to the ORM path.
 LEDGER_FAST_PATH = env.bool("LEDGER_FAST_PATH", default=True)
 DB_ASYNC_POOL_SIZE = env.int("DB_ASYNC_POOL_SIZE", default=4)
-# Non-streamed requests: commit the capture right after the response is sent, still inside the
-# same request (docs/billing.md). `make serve` turns it on; off, the response waits for it.
+# Non-streamed requests: the capture is durable before the answer leaves; with this on, only
+# the bookkeeping that moves no money (the key's token-rate counter) runs after the response
+# is sent, still inside the request (docs/billing.md). `make serve` turns it on.
 ROUTING_SETTLE_AFTER_RESPONSE = env.bool("ROUTING_SETTLE_AFTER_RESPONSE", default=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web + worker) share one file in the embedded demo.

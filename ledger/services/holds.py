@@ -437,14 +437,10 @@ def _settlement_of(hold_pk) -> Settlement:
 
 
 def hold_keepalive(*, hold_id: UUID | str, ttl_seconds: int | None = None) -> bool:
-    """Push a live stream's hold expiry forward; False if it was already resolved."""
-    ttl = ttl_seconds if ttl_seconds is not None else settings.HOLD_TTL_SECONDS
-    return (
-        Hold.objects.filter(pk=hold_id, status=HoldStatus.PENDING).update(
-            expires_at=timezone.now() + timedelta(seconds=ttl)
-        )
-        == 1
-    )
+    """Push a live request's hold expiry forward; False if it was already resolved."""
+    from ledger.services.safeguards import hold_checkpoint
+
+    return hold_checkpoint(hold_id=hold_id, ttl_seconds=ttl_seconds)
 
 
 def holds_expire(*, limit: int = 500) -> int:
@@ -758,14 +754,6 @@ def system_accounts_ensure() -> None:
     for currency in Currency.values:
         system_account(currency=currency, kind=AccountKind.USAGE_REVENUE)
         system_account(currency=currency, kind=AccountKind.SHORTFALL)
-
-
-def keepalive_statement(*, hold_id, now, ttl: int) -> tuple[str, dict]:
-    return (
-        "UPDATE ledger_hold SET expires_at = %(expires)s::timestamptz "
-        "WHERE id = %(hold)s::uuid AND status = 'pending' RETURNING id",
-        {"hold": hold_id, "expires": now + timedelta(seconds=ttl)},
-    )
 
 
 def usage_record_failed(*, org_id: int, usage: dict[str, Any]) -> UsageRecord:

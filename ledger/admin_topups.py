@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 
@@ -74,7 +75,10 @@ class TopUpAdmin(admin.ModelAdmin):
         return False
 
     def add_view(self, request, form_url="", extra_context=None):
-        """ "Add top-up" is an operator grant through the idempotent service."""
+        """ "Add top-up" is an operator grant through the idempotent service: it creates
+        money, so it needs `ledger.add_topup` like Django's own add view would."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
         form = GrantForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -155,7 +159,10 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
         return obj.codes.filter(redeemed_at__isnull=False).count()
 
     def add_view(self, request, form_url="", extra_context=None):
-        """Generate a batch and show its codes once (they are stored hashed)."""
+        """Generate a batch and show its codes once (they are stored hashed). Codes are
+        money, so this needs `ledger.add_redemptionbatch`."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
         form = BatchForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
@@ -172,7 +179,7 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "ledger/topup_admin_form.html", context)
 
-    @admin.action(description="Generate a new batch like the selected one")
+    @admin.action(description="Generate a new batch like the selected one", permissions=["add"])
     def generate_like(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one batch.", messages.ERROR)

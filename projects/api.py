@@ -11,7 +11,6 @@ from __future__ import annotations
 from django.utils.functional import cached_property
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
-from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -200,13 +199,6 @@ class ApiKeyViewSet(
         """Revoke the key; the proxy refuses it from now on."""
         api_key = services.key_revoke(api_key=self._object(), actor=request.user)
         return Response(ApiKeySerializer(api_key).data)
-
-
-class TokenObtainView(ObtainAuthToken):
-    """POST `username` (your email) and `password`; returns your API token."""
-
-    authentication_classes: list = []
-    permission_classes: list = []
 
 
 def schema_management_only(endpoints):

@@ -44,7 +44,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",  # management API tokens (created in admin or POST /api/auth/token/)
     "adrf",
     "django_filters",
     "drf_spectacular",
@@ -206,11 +205,15 @@ AXES_USERNAME_FORM_FIELD = "username"
 # Django's AuthenticationForm posts the email as "username"; our form lowercases it before
 # authenticate(), so "A@x.com" and "a@x.com" count against the same account.
 AXES_LOCKOUT_TEMPLATE = "accounts/lockout.html"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"  # JSON under /api/
 AXES_HTTP_RESPONSE_CODE = 429
 # Called (dotted paths, in order, inside the creating transaction) for every new organization:
 # accounts sits below ledger, so it cannot import the wallet opener itself.
 ORGANIZATION_SETUP_HOOKS = ["ledger.services.postings.wallets_open"]
 INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=7)
+# Management-API tokens (accounts.tokens): default lifetime, and how often last-used is written.
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
+API_TOKEN_LAST_USED_GRANULARITY_SECONDS = 60
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -248,7 +251,7 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes an unauthenticated call a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

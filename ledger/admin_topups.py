@@ -15,12 +15,22 @@ from urllib.parse import quote
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from accounts.models import Organization
 from ledger.errors import LedgerError
-from ledger.models import RedemptionBatch, RedemptionCode, TopUp, WebhookEvent
+from ledger.models import (
+    PaymentReversal,
+    RedemptionBatch,
+    RedemptionCode,
+    TopUp,
+    Transaction,
+    WebhookEvent,
+)
 from ledger.money import Currency
 from ledger.services.redemptions import BATCH_MAX, redemption_batch_create
 from ledger.services.topups import topup_grant
@@ -103,6 +113,60 @@ class TopUpAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "ledger/topup_admin_form.html", context)
+
+
+class ReceivableFilter(admin.SimpleListFilter):
+    title = "receivable"
+    parameter_name = "receivable"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Customer owes money (beyond the wallet)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(to_receivable__gt=0)
+        return queryset
+
+
+@admin.register(PaymentReversal)
+class PaymentReversalAdmin(ReadOnlyAdmin):
+    """Card refunds and disputes from Stripe; the money moved in `chargeback` transactions."""
+
+    list_display = (
+        "updated_at",
+        "org",
+        "kind",
+        "status",
+        "external_id",
+        "topup",
+        "currency",
+        "amount",
+        "from_wallet",
+        "to_receivable",
+    )
+    list_filter = (ReceivableFilter, "kind", "status", "currency")
+    search_fields = ("external_id", "charge_id", "org__slug", "org__name")
+    list_select_related = ("org", "topup")
+    readonly_fields = ("transactions",)
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+    @admin.display(description="Ledger transactions")
+    def transactions(self, obj):
+        refs = Q(reference__startswith=f"stripe-refund:{obj.external_id}:")
+        if obj.kind == "dispute":
+            refs = Q(reference=f"stripe-dispute:{obj.external_id}") | Q(
+                reference=f"stripe-dispute-won:{obj.external_id}"
+            )
+        rows = Transaction.objects.filter(refs).order_by("pk")
+        return format_html_join(
+            ", ",
+            '<a href="{}">#{} {}</a>',
+            (
+                (reverse("admin:ledger_transaction_change", args=[t.pk]), t.pk, t.reference)
+                for t in rows
+            ),
+        ) or format_html("{}", "—")
 
 
 @admin.register(WebhookEvent)

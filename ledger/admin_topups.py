@@ -7,7 +7,6 @@ built in the page, so plain codes are never stored anywhere.
 
 from __future__ import annotations
 
-import csv
 import io
 from decimal import Decimal
 from urllib.parse import quote
@@ -21,6 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from accounts.csv_safe import csv_writer
 from accounts.models import Organization
 from ledger.errors import LedgerError
 from ledger.models import (
@@ -261,7 +261,7 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
 
     def _codes_response(self, request, batch, codes):
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = csv_writer(buffer)
         writer.writerow(["code", "currency", "amount", "expires_at", "batch"])
         expires = batch.expires_at.isoformat() if batch.expires_at else ""
         for code in codes:

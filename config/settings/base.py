@@ -186,8 +186,24 @@ PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR /
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", PROMETHEUS_MULTIPROC_DIR)
 
 # --- Email ------------------------------------------------------------------
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+# DEBUG on: printed to the console, links included (`make run`). DEBUG off: a real server
+# from EMAIL_URL; unset, nothing is sent (a warning per message). A console backend with DEBUG
+# off would print password-reset and invitation links into the logs: refused at start unless
+# EMAIL_CONSOLE_ALLOWED=true, and then printed with every link removed (accounts/mail.py).
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "dummymail://")
 vars().update(EMAIL_CONFIG)
+if not DEBUG and "EMAIL_URL" not in os.environ:
+    EMAIL_BACKEND = "accounts.mail.UnsentEmailBackend"
+EMAIL_CONSOLE_ALLOWED = env.bool("EMAIL_CONSOLE_ALLOWED", default=False)
+if not DEBUG and EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend":  # noqa: F821
+    if not EMAIL_CONSOLE_ALLOWED:
+        raise environ.ImproperlyConfigured(
+            "EMAIL_URL is a console backend while DEBUG is off: password-reset and invitation "
+            "links would be printed into the logs. Set EMAIL_URL to a mail server "
+            "(smtp+tls://user:pass@host:587), or EMAIL_CONSOLE_ALLOWED=true to print e-mails "
+            "with their links removed."
+        )
+    EMAIL_BACKEND = "accounts.mail.LinkRedactingConsoleBackend"
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="tokenforge <noreply@tokenforge.local>")
 
 # --- Auth and security --------------------------------------------------------

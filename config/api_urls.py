@@ -6,4 +6,5 @@ urlpatterns = [
     path("", include("accounts.api_urls")),
     path("", include("projects.api_urls")),
     path("", include("ledger.api_urls")),
+    path("", include("routing.api_urls")),
 ]

@@ -61,6 +61,8 @@ OBJECT_ARGS = {
     "api-transactions-detail": lambda b: [{"pk": b.record.transaction_id}],
     "accounts:api_token_revoke": lambda b: [{"token_id": b.api_token.pk}],
     "api-tokens-revoke": lambda b: [{"pk": b.api_token.pk}],
+    "api-project-forecast": lambda b: [{"pk": b.project.pk}],
+    "api-key-forecast": lambda b: [{"pk": b.key.pk}],
 }
 FORM = {
     "name": "stolen",

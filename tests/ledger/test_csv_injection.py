@@ -7,6 +7,7 @@ import csv
 import io
 import re
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
@@ -72,3 +73,16 @@ def test_the_redemption_codes_csv_escapes_the_batch_name(db):
     rows = list(csv.DictReader(io.StringIO(body)))
     assert len(rows) == 2
     assert {row["batch"] for row in rows} == {"'=cmd|' /C calc'!A0"}
+
+
+def test_every_csv_the_app_writes_goes_through_the_safe_writer():
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for app in ("accounts", "projects", "ledger", "routing", "researcher", "config"):
+        for path in (root / app).rglob("*.py"):
+            if path.name == "csv_safe.py":
+                continue
+            text = path.read_text()
+            if re.search(r"\bcsv\.(writer|DictWriter)\(", text):
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == [], f"use accounts.csv_safe.csv_writer in {offenders}"

@@ -332,7 +332,9 @@ def api_tokens(request):
         {
             "title": "API tokens",
             "form": form,
-            "tokens": tokens.api_tokens_of(user=request.user),
+            "page": Paginator(tokens.api_tokens_of(user=request.user), AUDIT_PAGE_SIZE).get_page(
+                request.GET.get("page")
+            ),
             "now": timezone.now(),
         },
     )

@@ -43,6 +43,11 @@ STRIPE_REVERSAL_EVENTS = (REFUNDED, DISPUTE_CREATED, DISPUTE_CLOSED)
 INQUIRY_PREFIX = "warning_"
 
 
+class ReversalTooEarly(Exception):
+    """The refund or dispute names a card top-up whose payment is not credited yet: answer
+    with an error so Stripe delivers it again later (it retries for days)."""
+
+
 def stripe_reversal_handle(*, event: dict) -> str:
     """Apply one verified Stripe refund or dispute event; returns what happened."""
     event_type = event.get("type", "")
@@ -55,6 +60,12 @@ def stripe_reversal_handle(*, event: dict) -> str:
         charge_id=charge_id,
     )
     if topup is None:
+        topup_id = str((obj.get("metadata") or {}).get("topup_id", ""))
+        pending = topup_id.isdigit() and TopUp.objects.filter(
+            pk=int(topup_id), provider=TopUpProvider.STRIPE, transaction__isnull=True
+        )
+        if pending and pending.exists():
+            raise ReversalTooEarly(f"Top-up #{topup_id} is not credited yet; retry later.")
         logger.warning("Stripe %s %s: no card top-up matches it", event_type, event_id)
         return "unknown"
     if str(obj.get("currency", "")).lower() != "usd":

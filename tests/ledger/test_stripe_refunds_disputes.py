@@ -331,3 +331,40 @@ def test_concurrent_refund_and_dispute_deliveries_never_take_back_more_than_the_
     assert taken == Decimal("12.50")
     assert posted(org, "CREDIT") == 0
     _check_books()
+
+
+def test_a_refund_before_its_payment_is_credited_asks_stripe_to_retry(org):
+    topup = TopUp.objects.create(
+        org=org,
+        currency=Currency.CREDIT,
+        amount=Decimal("12.50"),
+        provider=TopUpProvider.STRIPE,
+        external_id="cs_test_late",
+    )
+    payload = charge_refunded_event(
+        charge_id=CHARGE,
+        payment_intent=PI,
+        amount=1250,
+        amount_refunded=1250,
+        metadata={"topup_id": str(topup.pk)},
+    )
+    response = Client().post(
+        "/webhooks/stripe/",
+        data=payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=stripe_signature(payload=payload, secret=SECRET),
+    )
+    assert response.status_code == 409
+    assert not PaymentReversal.objects.exists()
+    _deliver(
+        checkout_event(
+            event_type="checkout.session.completed",
+            session_id="cs_test_late",
+            amount_total=1250,
+            org_id=org.pk,
+            topup_id=topup.pk,
+            payment_intent=PI,
+        )
+    )
+    assert _deliver(payload) == b"refunded"  # Stripe's retry
+    assert posted(org, "CREDIT") == 0

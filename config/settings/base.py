@@ -211,6 +211,8 @@ if not DEBUG and EMAIL_BACKEND == "django.core.mail.backends.console.EmailBacken
         )
     EMAIL_BACKEND = "accounts.mail.LinkRedactingConsoleBackend"
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="tokenforge <noreply@tokenforge.local>")
+# Operators who get money alerts (a card refund or dispute beyond the wallet): comma-separated.
+ADMINS = [("tokenforge operator", email) for email in env.list("OPERATOR_EMAILS", default=[])]
 
 # --- Auth and security --------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -12,6 +12,7 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q, Subquery, Sum
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -525,7 +526,10 @@ class OverviewRangeForm(forms.Form):
 
 def overview_view(request):
     """Revenue, upstream cost and margin, upstream health, largest organizations and
-    researcher runs over a date range. Wrapped in `admin_view` (staff only) in the URLconf."""
+    researcher runs over a date range. Wrapped in `admin_view` (staff only) in the URLconf;
+    revenue and margins are ledger data, so it also needs `ledger.view_transaction`."""
+    if not request.user.has_perm("ledger.view_transaction"):
+        raise PermissionDenied
     default = date_range_default()
     form = OverviewRangeForm(
         request.GET or None, initial={"start": default.start, "end": default.end}

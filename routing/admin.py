@@ -67,6 +67,8 @@ class UpstreamAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return bool(obj.api_key_encrypted)
 
     def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            return super().changelist_view(request, extra_context)  # Django's 403
         for upstream in Upstream.objects.filter(enabled=False).exclude(disabled_reason=""):
             since = (
                 f" (since {upstream.disabled_at:%Y-%m-%d %H:%M} UTC)"
@@ -81,13 +83,13 @@ class UpstreamAdmin(AuditedAdminMixin, admin.ModelAdmin):
             )
         return super().changelist_view(request, extra_context)
 
-    @admin.action(description="Enable selected upstreams")
+    @admin.action(description="Enable selected upstreams", permissions=["change"])
     def action_enable(self, request, queryset):
         for upstream in queryset:
             upstream_enable(upstream_id=upstream.pk, actor=request.user)
         self.message_user(request, f"Enabled {queryset.count()} upstream(s).")
 
-    @admin.action(description="Disable selected upstreams")
+    @admin.action(description="Disable selected upstreams", permissions=["change"])
     def action_disable(self, request, queryset):
         for upstream in queryset:
             upstream_disable(

@@ -45,7 +45,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",  # management API tokens (created in admin or POST /api/auth/token/)
     "adrf",
     "django_filters",
     "drf_spectacular",
@@ -200,9 +199,27 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", PROMETHEUS_MULTIPROC_DIR)
 DISPLAY_FX_USD_CNY = Decimal(env("DISPLAY_FX_USD_CNY", default="") or "0") or None
 
 # --- Email ------------------------------------------------------------------
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+# DEBUG on: printed to the console, links included (`make run`). DEBUG off: a real server
+# from EMAIL_URL; unset, nothing is sent (a warning per message). A console backend with DEBUG
+# off would print password-reset and invitation links into the logs: refused at start unless
+# EMAIL_CONSOLE_ALLOWED=true, and then printed with every link removed (accounts/mail.py).
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "dummymail://")
 vars().update(EMAIL_CONFIG)
+if not DEBUG and "EMAIL_URL" not in os.environ:
+    EMAIL_BACKEND = "accounts.mail.UnsentEmailBackend"
+EMAIL_CONSOLE_ALLOWED = env.bool("EMAIL_CONSOLE_ALLOWED", default=False)
+if not DEBUG and EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend":  # noqa: F821
+    if not EMAIL_CONSOLE_ALLOWED:
+        raise environ.ImproperlyConfigured(
+            "EMAIL_URL is a console backend while DEBUG is off: password-reset and invitation "
+            "links would be printed into the logs. Set EMAIL_URL to a mail server "
+            "(smtp+tls://user:pass@host:587), or EMAIL_CONSOLE_ALLOWED=true to print e-mails "
+            "with their links removed."
+        )
+    EMAIL_BACKEND = "accounts.mail.LinkRedactingConsoleBackend"
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="tokenforge <noreply@tokenforge.local>")
+# Operators who get money alerts (a card refund or dispute beyond the wallet): comma-separated.
+ADMINS = [("tokenforge operator", email) for email in env.list("OPERATOR_EMAILS", default=[])]
 
 # --- Auth and security --------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -219,11 +236,15 @@ AXES_USERNAME_FORM_FIELD = "username"
 # Django's AuthenticationForm posts the email as "username"; our form lowercases it before
 # authenticate(), so "A@x.com" and "a@x.com" count against the same account.
 AXES_LOCKOUT_TEMPLATE = "accounts/lockout.html"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"  # JSON under /api/
 AXES_HTTP_RESPONSE_CODE = 429
 # Called (dotted paths, in order, inside the creating transaction) for every new organization:
 # accounts sits below ledger, so it cannot import the wallet opener itself.
 ORGANIZATION_SETUP_HOOKS = ["ledger.services.postings.wallets_open"]
 INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=7)
+# Management-API tokens (accounts.tokens): default lifetime, and how often last-used is written.
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
+API_TOKEN_LAST_USED_GRANULARITY_SECONDS = 60
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -261,7 +282,7 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes an unauthenticated call a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -3,7 +3,6 @@ a transaction with its postings, the streamed CSV export, and "Why did my balanc
 
 from __future__ import annotations
 
-import csv
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, timedelta
 
@@ -14,6 +13,7 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from accounts.csv_safe import csv_writer
 from accounts.decorators import org_required
 from ledger.models import TransactionKind, UsageKind, UsageStatus
 from ledger.money import Currency
@@ -175,7 +175,7 @@ def _keyset(rows: list[tuple]) -> tuple | None:
 
 def _csv_rows(qs) -> Iterator[str]:
     """For WSGI servers: a plain generator, one batch in memory at a time."""
-    writer = csv.writer(_Echo())
+    writer = csv_writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
     after = None
     while True:
@@ -188,7 +188,7 @@ def _csv_rows(qs) -> Iterator[str]:
 
 async def _csv_rows_async(qs) -> AsyncIterator[str]:
     """For ASGI servers, which buffer a synchronous iterator whole before sending it."""
-    writer = csv.writer(_Echo())
+    writer = csv_writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
     after = None
     while True:

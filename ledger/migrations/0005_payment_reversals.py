@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0002_api_tokens'),
-        ('ledger', '0003_usage_token_classes_and_route_story'),
+        ('ledger', '0004_hold_write_ahead_and_flush_mark'),
     ]
 
     operations = [

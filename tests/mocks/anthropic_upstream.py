@@ -159,7 +159,10 @@ class MockAnthropic(MockServer):
             return
         body, headers = await self._read(scope, receive)
         path = scope["path"]
-        if not headers.get("x-api-key"):
+        # Anthropic takes x-api-key, or a Bearer token (what anthropic 2.x SDKs send).
+        if not headers.get("x-api-key") and not headers.get("authorization", "").startswith(
+            "Bearer "
+        ):
             return await self._json(send, 401, self._error(401, "x-api-key header is required"))
         if path == "/v1/messages/count_tokens":
             return await self._json(send, 200, {"input_tokens": self.count_tokens_value})

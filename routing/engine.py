@@ -42,11 +42,12 @@ from routing.db import db_call, pg_fast_path, pg_fetchone
 from routing.errors import GatewayError
 from routing.http import http_client
 from routing.pricing import (
-    cost_compute,
     hold_amount,
     prompt_tokens_estimate,
     prompt_tokens_upper,
     tokens_estimate,
+    usage_cost,
+    usage_record_prices,
 )
 from routing.providers import get_provider
 from routing.providers.base import StreamState, UnsupportedFeature, UpstreamError, Usage
@@ -407,7 +408,7 @@ def _usage_dict(
 ) -> dict:
     prices = route.prices if route is not None else None
     usage = usage or Usage()
-    return {
+    record = {
         "request_id": plan.request_id,
         "project_id": plan.ctx.project_id,
         "api_key_id": plan.ctx.api_key_id,
@@ -431,14 +432,25 @@ def _usage_dict(
         "error": error[:2000],
         "stream": plan.stream,
         "latency_ms": int((time.monotonic() - plan.started) * 1000),
+        "cache_write_tokens": usage.cache_write_tokens,
+        "cache_write_1h_tokens": usage.cache_write_1h_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "input_audio_tokens": usage.input_audio_tokens,
+        "output_audio_tokens": usage.output_audio_tokens,
+        "reported_cost": usage.reported_cost,
     }
+    if prices is not None:  # every price part used, at this request's size (tier)
+        record.update(
+            usage_record_prices(prices=prices, multiplier=plan.ctx.price_multiplier, usage=usage)
+        )
+    return record
 
 
 async def _place(plan: Plan, route: RouteEntry) -> HeldRoute:
     amount = hold_amount(
         prices=route.prices,
         multiplier=plan.ctx.price_multiplier,
-        prompt_upper=plan.prompt_upper,
+        prompt_upper=min(plan.prompt_upper, route.context_window or plan.prompt_upper),
         completion_upper=plan.completion_upper,
     )
     hold_id = uuid.uuid4()  # chosen here, so a cancelled caller still knows what to void
@@ -476,13 +488,7 @@ async def _void_once_placed(task: asyncio.Task, hold_id) -> None:
 async def _capture(
     plan: Plan, held: HeldRoute, attempts: list[dict], usage: Usage, error: str = ""
 ):
-    cost = cost_compute(
-        prices=held.route.prices,
-        multiplier=plan.ctx.price_multiplier,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
-    )
+    cost = usage_cost(prices=held.route.prices, multiplier=plan.ctx.price_multiplier, usage=usage)
     await _ledger_capture(
         hold_id=held.hold_id,
         amount=cost,
@@ -759,13 +765,7 @@ async def _finish_unary(plan: Plan, call, settle_after_response: bool = False) -
     (routing.asgi), so the client does not wait for the commit (docs/billing.md)."""
     result, held, attempts = await _route_loop(plan, call)
     usage = result.usage
-    cost = cost_compute(
-        prices=held.route.prices,
-        multiplier=plan.ctx.price_multiplier,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
-    )
+    cost = usage_cost(prices=held.route.prices, multiplier=plan.ctx.price_multiplier, usage=usage)
     settlement = _spawn(_capture(plan, held, attempts, usage))
     if not settle_after_response:
         await asyncio.shield(settlement)  # the capture completes even if we are cancelled

@@ -38,6 +38,7 @@ class MockOpenAI(MockServer):
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         self.cached_tokens = 0
+        self.usage_extra: dict = {}
         self.hang_seconds = 30.0
         self.slow_chunks = 400
         self.slow_delay = 0.02
@@ -54,6 +55,7 @@ class MockOpenAI(MockServer):
             self.mode, self.script, self.requests = "ok", [], []
             self.disconnects = self.chunks_sent = 0
             self.cached_tokens = 0
+            self.usage_extra = {}
 
     def _mode_for(self, body: dict) -> str:
         return super()._mode_for(str(body.get("model") or ""))
@@ -146,6 +148,7 @@ class MockOpenAI(MockServer):
         }
         if self.cached_tokens:
             usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        usage.update(self.usage_extra)  # e.g. completion_tokens_details, a relay's cost
         return usage
 
     def _completion(self, body: dict, usage: bool = True) -> dict:

@@ -76,6 +76,16 @@ class CostLine:
     def label(self) -> str:
         return PART_LABELS.get(self.part, self.part)
 
+    @property
+    def amount_exact(self) -> str:
+        """Every digit, so the lines visibly add up (display rounding would hide that)."""
+        return _exact(self.amount)
+
+
+def _exact(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return text if "." in text else text + ".00"
+
 
 @dataclass(frozen=True, slots=True)
 class CostBreakdown:
@@ -84,6 +94,15 @@ class CostBreakdown:
     multiplier: Decimal
     upstream: Decimal  # Σ lines + per_request, unrounded: what the upstream's price list says
     cost: Decimal  # upstream × multiplier, rounded once to storage precision: what is charged
+
+    @property
+    def upstream_exact(self) -> str:
+        return _exact(self.upstream)
+
+    @property
+    def charged_exact(self) -> str:
+        """upstream × multiplier before the one rounding."""
+        return _exact(self.upstream * self.multiplier)
 
 
 def cost_breakdown(

@@ -344,3 +344,38 @@ def test_a_prompt_at_the_threshold_keeps_the_base_prices(gateway, gemini, tenant
     assert (
         UsageRecord.objects.get(request_id=raw.headers["x-request-id"]).price_parts["tier"] is None
     )
+
+
+def test_the_requests_story_shows_the_formula_line_by_line_and_the_defaulted_parts(
+    gateway, claude, tenant
+):
+    from django.test import Client
+    from django.urls import reverse
+
+    from accounts.models import Role
+    from tests.factories import MembershipFactory
+
+    raw = gateway.client(tenant.key).chat.completions.with_raw_response.create(
+        model="claude-pub", messages=[{"role": "user", "content": "hi"}], max_tokens=30
+    )
+    owner = MembershipFactory(org=tenant.org, role=Role.OWNER).user
+    client = Client()
+    client.force_login(owner)
+    page = client.get(reverse("ledger:request_detail", args=[raw.headers["x-request-id"]]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    table = html[
+        html.index('id="cost-formula"') : html.index("</table>", html.index("cost-formula"))
+    ]
+    for label, tokens, price, amount in (
+        ("Input (fresh)", "21", "3.00", "0.000063"),
+        ("Cache read", "1000", "0.30", "0.0003"),
+        ("Cache write (5 min)", "300", "3.75", "0.001125"),
+        ("Cache write (1 hour)", "200", "6.00", "0.0012"),
+        ("Output", "11", "15.00", "0.000165"),
+    ):
+        row = table[table.index(label) :]
+        row = row[: row.index("</tr>")]
+        assert f">{tokens}<" in row and f"× {price}" in row and f">{amount}<" in row, row
+    assert ">0.002853<" in table  # the sum of the lines, then × 1.00 = the cost
+    assert "(default)" in table and "1.25 × input (Anthropic&#x27;s rule)" in html

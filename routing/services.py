@@ -62,12 +62,17 @@ def _price_parts(price: Any, where: str) -> dict:
         )
         for key in PRICE_KEYS
     }
-    tiers = price.get("tiers") or []
+    fields["price_tiers"] = tiers_validate(price.get("tiers") or [], f"{where} price.tiers")
+    return fields
+
+
+def tiers_validate(tiers: Any, where: str) -> list[dict]:
+    """Tiers as stored: sorted by threshold, each price part a plain decimal string."""
     if not isinstance(tiers, list):
-        raise RoutingFileError(f"{where}: price.tiers must be a list")
+        raise RoutingFileError(f"{where} must be a list")
     out, seen = [], set()
     for k, tier in enumerate(tiers):
-        twhere = f"{where} price.tiers[{k}]"
+        twhere = f"{where}[{k}]"
         above = tier.get("above_input_tokens") if isinstance(tier, dict) else None
         if isinstance(above, bool) or not isinstance(above, int) or above < 1:
             raise RoutingFileError(f"{twhere}: above_input_tokens must be a positive integer")
@@ -82,8 +87,7 @@ def _price_parts(price: Any, where: str) -> dict:
             if tier.get(key) is not None:
                 entry[key] = _plain(_price(tier[key], f"{twhere}.{key}"))
         out.append(entry)
-    fields["price_tiers"] = sorted(out, key=lambda t: t["above_input_tokens"])
-    return fields
+    return sorted(out, key=lambda t: t["above_input_tokens"])
 
 
 def _validate(data: Any, env: dict[str, str]) -> tuple[list[dict], list[dict]]:

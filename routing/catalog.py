@@ -8,6 +8,7 @@ once) so unset price parts can follow the provider's published list (routing/pri
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
@@ -122,3 +123,120 @@ def entry_ratio(entry: dict | None, part: str, *, of: str) -> Decimal | None:
     if part not in parts or not base:
         return None
     return (parts[part] / base).normalize()
+
+
+# --- proposals for `import_prices` ---------------------------------------------------------------
+
+PRICE_PARTS = tuple(PART_KEYS)  # input, output, cached_input, cache_write, ... output_audio
+
+
+@dataclass(frozen=True)
+class PriceChange:
+    """One line of the diff: a route's (or model's) field, what it is, what the catalog says."""
+
+    route_id: int | None
+    model_id: int | None
+    label: str  # "public-model → upstream/upstream-model"
+    part: str  # a price part, "tiers", "context_window" or "max_output_tokens"
+    old: object
+    new: object
+    action: str  # "set" (unset before), "update" (the catalog's own earlier value), "kept", "force"
+
+    @property
+    def writes(self) -> bool:
+        return self.action in ("set", "update", "force")
+
+    def line(self) -> str:
+        def show(value) -> str:
+            if value is None:
+                return "unset"
+            if isinstance(value, Decimal):
+                return format(value.normalize(), "f")
+            return json.dumps(value, default=str) if isinstance(value, list) else str(value)
+
+        note = {
+            "set": "",
+            "update": " (catalog)",
+            "force": " (hand-set, overwritten: --force)",
+            "kept": " (hand-set: kept; --force overwrites)",
+        }[self.action]
+        return f"{self.label}: {self.part} {show(self.old)} -> {show(self.new)}{note}"
+
+
+def prices_diff(*, catalog: dict[str, dict], force: bool = False) -> list[PriceChange]:
+    """What the catalog would change in the routing table. A route whose hand-set input or
+    output price differs from the list (a relay selling at a discount, the RMB wallet) keeps
+    its own prices: only its sizes are proposed, and its unset parts go on following the
+    provider's rule in proportion to its own price. `force` overwrites hand-set values."""
+    from routing.models import Model, Route
+    from routing.services import tiers_validate
+
+    changes: list[PriceChange] = []
+    max_output: dict[int, tuple[Model, int]] = {}
+    routes = (
+        Route.objects.filter(enabled=True)
+        .select_related("model", "upstream")
+        .order_by("model__name", "position", "id")
+    )
+    for route in routes:
+        entry = catalog_lookup(
+            catalog, model=route.upstream_model, provider=route.upstream.provider
+        )
+        if entry is None:
+            continue
+        label = f"{route.model.name} → {route.upstream.name}/{route.upstream_model}"
+        marked = set(route.price_catalog_parts or [])
+        proposed = entry_parts(entry)
+
+        def change(part: str, old, new, *, hand_set: bool, label=label, route=route) -> None:
+            if new is None or old == new:
+                return
+            if old is None or old == []:
+                action = "set"
+            elif not hand_set:
+                action = "update"
+            else:
+                action = "force" if force else "kept"
+            changes.append(PriceChange(route.pk, None, label, part, old, new, action))
+
+        own_price = route.upstream.wallet == "CREDIT" and all(
+            getattr(route, f"price_{part}") == proposed.get(part) or part in marked
+            for part in ("input", "output")
+        )
+        if own_price or force:
+            for part in PRICE_PARTS:
+                old = getattr(route, f"price_{part}")
+                change(
+                    part,
+                    None if old is None else old.normalize(),
+                    proposed.get(part),
+                    hand_set=part not in marked,
+                )
+            tiers = tiers_validate(entry_tiers(entry), label)  # as the routing file stores them
+            change(
+                "tiers",
+                route.price_tiers or [],
+                tiers or None,
+                hand_set="tiers" not in marked,
+            )
+        window = entry.get("max_input_tokens")
+        if isinstance(window, int):
+            change(
+                "context_window",
+                route.context_window,
+                window,
+                hand_set="context_window" not in marked,
+            )
+        out = entry.get("max_output_tokens")
+        if isinstance(out, int) and out > max_output.get(route.model_id, (None, 0))[1]:
+            max_output[route.model_id] = (route.model, out)
+    for model, out in max_output.values():
+        if model.max_output_tokens != out:
+            action = "set" if model.max_output_tokens is None else ("force" if force else "kept")
+            changes.append(
+                PriceChange(
+                    None, model.pk, model.name, "max_output_tokens", model.max_output_tokens, out,
+                    action,
+                )
+            )  # fmt: skip
+    return changes

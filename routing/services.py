@@ -350,3 +350,39 @@ def upstream_enable(*, upstream_id: int, actor: Any = None) -> None:
     upstream = Upstream.objects.select_for_update().get(pk=upstream_id)
     if not upstream.enabled:
         _upstream_set_enabled(upstream, True, "", actor)
+
+
+@transaction.atomic
+def prices_import(*, changes: list, actor: Any = None) -> int:
+    """Write what `routing.catalog.prices_diff` proposed (its "set", "update" and "force"
+    lines), marking each written part as the catalog's; audited. Returns how many fields."""
+    from routing.catalog import PRICE_PARTS
+
+    written = 0
+    for change in changes:
+        if not change.writes:
+            continue
+        if change.model_id is not None:
+            Model.objects.filter(pk=change.model_id).update(max_output_tokens=change.new)
+            written += 1
+            continue
+        route = Route.objects.select_for_update().get(pk=change.route_id)
+        if change.part in PRICE_PARTS:
+            setattr(route, f"price_{change.part}", to_money(change.new))
+        elif change.part == "tiers":
+            route.price_tiers = tiers_validate(change.new, "catalog tiers")
+        else:
+            setattr(route, change.part, change.new)
+        route.price_catalog_parts = sorted({*(route.price_catalog_parts or []), change.part})
+        route.save()
+        written += 1
+    if written:
+        audit_record(
+            org=None,
+            actor=actor,
+            action="prices.import",
+            target="routing",
+            changes={"written": written, "lines": [c.line() for c in changes if c.writes][:200]},
+        )
+    transaction.on_commit(routing_cache_clear)
+    return written

@@ -156,6 +156,10 @@ def _default_rule(
     ratio = entry_ratio(entry, part, of=anchor)
     if ratio is not None:
         return to_money(parts[anchor] * ratio), f"{ratio} × {anchor} (price catalog)"
+    if part in ANTHROPIC_RATIOS and model.rsplit("/", 1)[-1].lower().startswith("claude"):
+        # a relay serving Claude bills what Anthropic does, unless the catalog says otherwise
+        ratio = Decimal(ANTHROPIC_RATIOS[part])
+        return to_money(parts["input"] * ratio), f"{ratio} × input (Anthropic's rule for Claude)"
     if part == "cached_input" and provider == "openai":
         ratio = _openai_cached_ratio(model)
         return to_money(parts["input"] * ratio), f"{ratio} × input (OpenAI's rule)"

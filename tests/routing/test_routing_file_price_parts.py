@@ -96,6 +96,14 @@ def test_openai_and_gemini_cached_input_follow_the_catalog_then_the_family_rule(
     assert cached("gemini", "gemini-2.5-pro") == Decimal("1")  # catalog (gemini/ prefix)
     assert cached("openai-compatible", "openai/gpt-4o") == Decimal("5")  # relay's vendor prefix
     assert cached("openai-compatible", "some-local-model") == Decimal("10")  # no rule: input
+    # a relay's Claude model the catalog does not know still follows Anthropic's rule
+    relay_claude = prices_build(
+        provider="openai-compatible",
+        upstream_model="anthropic/claude-sonnet-4-20250514",
+        input=Decimal("10"),
+        output=Decimal("40"),
+    )
+    assert (relay_claude.cached_input, relay_claude.cache_write) == (Decimal("1"), Decimal("12.5"))
 
 
 def test_a_file_with_only_the_old_parts_keeps_working():

@@ -39,6 +39,7 @@ class MockOpenAI(MockServer):
         self.completion_tokens = completion_tokens
         self.cached_tokens = 0
         self.usage_extra: dict = {}
+        self.answer_headers: list[tuple[bytes, bytes]] = []  # e.g. a relay's cost header
         self.hang_seconds = 30.0
         self.slow_chunks = 400
         self.slow_delay = 0.02
@@ -56,6 +57,7 @@ class MockOpenAI(MockServer):
             self.disconnects = self.chunks_sent = 0
             self.cached_tokens = 0
             self.usage_extra = {}
+            self.answer_headers = []
 
     def _mode_for(self, body: dict) -> str:
         return super()._mode_for(str(body.get("model") or ""))
@@ -128,7 +130,9 @@ class MockOpenAI(MockServer):
             return await self._stream(receive, send, body, mode)
         if mode == "cut":
             raise RuntimeError("mock: connection dropped")
-        return await self._json(send, 200, self._completion(body, usage=mode != "no_usage"))
+        return await self._json(
+            send, 200, self._completion(body, usage=mode != "no_usage"), self.answer_headers
+        )
 
     async def _json(self, send, status: int, data: dict, extra_headers=()) -> None:
         await send(
@@ -197,7 +201,7 @@ class MockOpenAI(MockServer):
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [(b"content-type", b"text/event-stream")],
+                "headers": [(b"content-type", b"text/event-stream"), *self.answer_headers],
             }
         )
         cid, created, model = (

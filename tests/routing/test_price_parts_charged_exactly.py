@@ -379,3 +379,25 @@ def test_the_requests_story_shows_the_formula_line_by_line_and_the_defaulted_par
         assert f">{tokens}<" in row and f"× {price}" in row and f">{amount}<" in row, row
     assert ">0.002853<" in table  # the sum of the lines, then × 1.00 = the cost
     assert "(default)" in table and "1.25 × input (Anthropic&#x27;s rule)" in html
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_relays_cost_header_is_stored_as_the_reported_cost(gateway, upstream, tenant, stream):
+    upstream.answer_headers = [(b"x-litellm-response-cost", b"0.000123")]
+    apply(
+        [{"name": "litellm-relay", "base_url": upstream.base_url}],
+        [
+            {
+                "name": "relay-pub",
+                "routes": [{"upstream": "litellm-relay", "price": {"input": "1", "output": "2"}}],
+            }
+        ],
+    )
+    response = gateway.client(tenant.key).chat.completions.with_raw_response.create(
+        model="relay-pub", messages=[{"role": "user", "content": "hi"}], stream=stream
+    )
+    if stream:
+        list(response.parse())
+    record = UsageRecord.objects.get(request_id=response.headers["x-request-id"])
+    assert record.reported_cost == Decimal("0.000123")
+    assert record.price_parts["upstream_cost"] == format(record.cost, "f")

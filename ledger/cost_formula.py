@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ledger.money import TOKENS_PER_PRICE_UNIT, ZERO, to_money
+from ledger.money import ZERO, to_money
 
 # Input side first, then output side: the order the story page lists them in.
 INPUT_PARTS = ("input", "cached_input", "cache_write", "cache_write_1h", "input_audio")
@@ -47,25 +47,31 @@ def token_split(
     included), as OpenAI reports them; a class larger than what is left of its total is cut
     to it, so no token is ever priced twice."""
     left = max(0, int(prompt_tokens))
-    split: dict[str, int] = {}
-    for part, count in (
-        ("cached_input", cached_tokens),
-        ("cache_write", cache_write_tokens),
-        ("cache_write_1h", cache_write_1h_tokens),
-        ("input_audio", input_audio_tokens),
-    ):
-        split[part] = min(max(0, int(count or 0)), left)
-        left -= split[part]
-    split["input"] = left
+    read = min(max(0, int(cached_tokens or 0)), left)
+    left -= read
+    write = min(max(0, int(cache_write_tokens or 0)), left)
+    left -= write
+    write_1h = min(max(0, int(cache_write_1h_tokens or 0)), left)
+    left -= write_1h
+    audio_in = min(max(0, int(input_audio_tokens or 0)), left)
+    fresh = left - audio_in
     left = max(0, int(completion_tokens))
-    for part, count in (("reasoning", reasoning_tokens), ("output_audio", output_audio_tokens)):
-        split[part] = min(max(0, int(count or 0)), left)
-        left -= split[part]
-    split["output"] = left
-    return {part: split[part] for part in TOKEN_PARTS}
+    reasoning = min(max(0, int(reasoning_tokens or 0)), left)
+    left -= reasoning
+    audio_out = min(max(0, int(output_audio_tokens or 0)), left)
+    return {
+        "input": fresh,
+        "cached_input": read,
+        "cache_write": write,
+        "cache_write_1h": write_1h,
+        "input_audio": audio_in,
+        "output": left - audio_out,
+        "reasoning": reasoning,
+        "output_audio": audio_out,
+    }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CostLine:
     part: str
     tokens: int
@@ -87,7 +93,7 @@ def _exact(value: Decimal) -> str:
     return text if "." in text else text + ".00"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CostBreakdown:
     lines: tuple[CostLine, ...]
     per_request: Decimal
@@ -121,7 +127,7 @@ def cost_breakdown(
         if not count and part not in ("input", "output"):
             continue
         price = prices[part]
-        amount = Decimal(count) * price / TOKENS_PER_PRICE_UNIT
+        amount = (count * price).scaleb(-6)  # / 1,000,000 (TOKENS_PER_PRICE_UNIT), exactly
         upstream += amount
         lines.append(CostLine(part=part, tokens=count, price=price, amount=amount))
     upstream += per_request or ZERO

@@ -12,7 +12,7 @@ reconciling an upstream's bill):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ledger.cost_formula import (
@@ -74,6 +74,25 @@ class Prices:
     per_request: Decimal | None = None
     tiers: tuple[Tier, ...] = ()
     defaulted: tuple[tuple[str, str], ...] = ()  # (part, the rule that set it)
+    # Derived once (the hot path prices every request): every part at each size, and the
+    # dearest part per side. Not part of the value (equality, hash).
+    _levels: tuple = field(default=(), compare=False, hash=False, repr=False)
+    _max: tuple = field(default=(), compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        base = {name: self.part(name) for name in (*INPUT_PARTS, *OUTPUT_PARTS)}
+        levels = [(-1, base)]
+        levels.extend((t.above_input_tokens, _tier_parts(base, t)) for t in self.tiers)
+        levels.sort(key=lambda level: level[0])
+        object.__setattr__(self, "_levels", tuple(levels))
+        object.__setattr__(
+            self,
+            "_max",
+            (
+                max(parts[p] for _, parts in levels for p in INPUT_PARTS),
+                max(parts[p] for _, parts in levels for p in OUTPUT_PARTS),
+            ),
+        )
 
     @property
     def cached_or_input(self) -> Decimal:
@@ -86,20 +105,18 @@ class Prices:
         return value
 
     def base_parts(self) -> dict[str, Decimal]:
-        return {name: self.part(name) for name in (*INPUT_PARTS, *OUTPUT_PARTS)}
+        return dict(self._levels[0][1])
 
     def tier_for(self, input_tokens: int) -> tuple[int | None, dict[str, Decimal]]:
-        """(index of the tier that applies or None, the parts at that size)."""
-        base = self.base_parts()
-        chosen = None
-        for index, tier in enumerate(self.tiers):
-            if input_tokens > tier.above_input_tokens and (
-                chosen is None or tier.above_input_tokens > self.tiers[chosen].above_input_tokens
-            ):
-                chosen = index
-        if chosen is None:
-            return None, base
-        return chosen, _tier_parts(base, self.tiers[chosen])
+        """(index in `tiers` of the tier that applies or None, the parts at that size): the
+        highest threshold the input exceeds."""
+        for above, parts in reversed(self._levels):
+            if above < 0:
+                return None, parts
+            if input_tokens > above:
+                index = next(i for i, t in enumerate(self.tiers) if t.above_input_tokens == above)
+                return index, parts
+        return None, self._levels[0][1]
 
 
 def _tier_parts(base: dict[str, Decimal], tier: Tier) -> dict[str, Decimal]:
@@ -311,12 +328,7 @@ def price_per_token_max(prices: Prices) -> tuple[Decimal, Decimal]:
     """(largest input-side, largest output-side) price per 1M tokens of a route, over every
     part and tier: whatever mix of token classes the upstream reports, no input token costs
     more than the first and no output token more than the second."""
-    sides = [prices.base_parts()]
-    base = sides[0]
-    sides.extend(_tier_parts(base, tier) for tier in prices.tiers)
-    top_in = max(parts[p] for parts in sides for p in INPUT_PARTS)
-    top_out = max(parts[p] for parts in sides for p in OUTPUT_PARTS)
-    return top_in, top_out
+    return prices._max
 
 
 def hold_amount(

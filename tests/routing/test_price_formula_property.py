@@ -111,13 +111,24 @@ def _by_hand(prices, usage, multiplier, classes) -> Decimal:
     return to_money(total * multiplier)
 
 
+@pytest.mark.parametrize("fast_path", [True, False], ids=["one-statement", "orm"])
 @settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(case=requests())
-def test_the_charge_is_the_formula_the_hold_covers_it_and_the_ledger_reconciles(db, case):
+def test_the_charge_is_the_formula_the_hold_covers_it_and_the_ledger_reconciles(
+    db, fast_path, case
+):
+    """On both money paths: PostgreSQL's one statement and the ORM (SQLite's path)."""
+    from django.test import override_settings
+
+    with override_settings(LEDGER_FAST_PATH=fast_path):
+        _check(case)
+
+
+def _check(case) -> None:
     prices, usage, multiplier, classes = case
     expected = _by_hand(prices, usage, multiplier, classes)
     cost = usage_cost(prices=prices, multiplier=multiplier, usage=usage)

@@ -437,6 +437,7 @@ class UsageRecordAdmin(LedgerReadOnlyAdmin):
         "prompt_tokens",
         "completion_tokens",
         "cost",
+        "reported_cost",
         "status",
         "fallback",
         "stream",

@@ -41,13 +41,18 @@ from routing.auth import KeyContext
 from routing.db import db_call, pg_fast_path, pg_fetchone
 from routing.errors import GatewayError
 from routing.http import http_client
-from routing.pricing import cost_compute, prompt_tokens_estimate, tokens_estimate
+from routing.pricing import (
+    hold_amount,
+    prompt_tokens_estimate,
+    tokens_estimate,
+    usage_cost,
+    usage_record_prices,
+)
 from routing.providers import get_provider
 from routing.providers.base import StreamState, UnsupportedFeature, UpstreamError, Usage
 from routing.request_bounds import (
     body_with_output_limit,
     completion_tokens_upper,
-    hold_upper,
     output_limit,
     prompt_tokens_upper,
 )
@@ -478,7 +483,7 @@ def _usage_dict(
             routes=plan.model.routes, usage=usage, multiplier=plan.ctx.price_multiplier
         )
     usage = usage or Usage()
-    return {
+    record = {
         "request_id": plan.request_id,
         "project_id": plan.ctx.project_id,
         "api_key_id": plan.ctx.api_key_id,
@@ -504,14 +509,25 @@ def _usage_dict(
         "error": error[:2000],
         "stream": plan.stream,
         "latency_ms": int((time.monotonic() - plan.started) * 1000),
+        "cache_write_tokens": usage.cache_write_tokens,
+        "cache_write_1h_tokens": usage.cache_write_1h_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "input_audio_tokens": usage.input_audio_tokens,
+        "output_audio_tokens": usage.output_audio_tokens,
+        "reported_cost": usage.reported_cost,
     }
+    if prices is not None:  # every price part used, at this request's size (tier)
+        record.update(
+            usage_record_prices(prices=prices, multiplier=plan.ctx.price_multiplier, usage=usage)
+        )
+    return record
 
 
 async def _place(plan: Plan, route: RouteEntry) -> HeldRoute:
-    amount = hold_upper(
+    amount = hold_amount(
         prices=route.prices,
         multiplier=plan.ctx.price_multiplier,
-        prompt_upper=plan.prompt_upper,
+        prompt_upper=min(plan.prompt_upper, route.context_window or plan.prompt_upper),
         completion_upper=plan.completion_upper,
     )
     hold_id = uuid.uuid4()  # chosen here, so a cancelled caller still knows what to void
@@ -557,13 +573,7 @@ async def _capture(
     *,
     count_tokens: bool = True,
 ):
-    cost = cost_compute(
-        prices=held.route.prices,
-        multiplier=plan.ctx.price_multiplier,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
-    )
+    cost = usage_cost(prices=held.route.prices, multiplier=plan.ctx.price_multiplier, usage=usage)
     record = _usage_dict(plan, route=held.route, attempts=attempts, usage=usage, error=error)
     shortfall = cost > held.amount
     if shortfall:  # only an upstream's own miscount gets here: the hold bounds the request
@@ -1019,12 +1029,7 @@ class StreamHandle:
             completion_tokens=tokens_estimate("".join(self._delivered)),
             estimated=True,
         )
-        cost = cost_compute(
-            prices=self.held.route.prices,
-            multiplier=plan.ctx.price_multiplier,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-        )
+        cost = usage_cost(prices=self.held.route.prices, multiplier=plan.ctx.price_multiplier, usage=usage)
         record = _usage_dict(
             plan,
             route=self.held.route,

@@ -2,7 +2,7 @@
 
 The hold is a promise about the request as sent (docs/billing.md): the engine decides the
 output limit once (`output_limit`), writes it into the body it sends (`body_with_output_limit`),
-and sizes the hold from that same body (`prompt_tokens_upper`, `hold_upper`). Every translator
+and sizes the hold from that same body (`prompt_tokens_upper`, priced by `routing.pricing.hold_amount`). Every translator
 reads the limit back through `output_tokens_requested`, so no two places read the client's
 `max_tokens` / `max_completion_tokens` in different orders.
 
@@ -20,11 +20,7 @@ Input kinds and their bounds (tokens):
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import orjson
-
-from ledger.money import TOKENS_PER_PRICE_UNIT, ZERO, to_money
 
 IMAGE_TOKENS_UPPER = 1600
 DOCUMENT_TOKENS_PER_B64_CHAR = 2
@@ -193,34 +189,3 @@ def prompt_tokens_upper(body: dict) -> int:
     if body.get("tools") or body.get("functions"):
         total += TOOLS_OVERHEAD
     return total
-
-
-# --- the hold ----------------------------------------------------------------------------------
-
-_INPUT_PARTS = ("input", "cached_input", "cache_write", "cache_write_1h", "input_audio")
-_OUTPUT_PARTS = ("output", "reasoning", "output_audio")
-
-
-def _part(source, name: str) -> Decimal:
-    value = source.get(name) if isinstance(source, dict) else getattr(source, name, None)
-    try:
-        return Decimal(value) if value is not None else ZERO
-    except (ArithmeticError, TypeError, ValueError):
-        return ZERO
-
-
-def _largest(prices, names: tuple[str, ...]) -> Decimal:
-    """The largest price part among `names`, over the base prices and every tier."""
-    sources = [prices, *(getattr(prices, "tiers", None) or ())]
-    return max((_part(source, name) for source in sources for name in names), default=ZERO)
-
-
-def hold_upper(*, prices, multiplier: Decimal, prompt_upper: int, completion_upper: int) -> Decimal:
-    """The most the request can cost: every input token at the largest input-side price part
-    (a request whose input is all cache writes is still covered), every output token at the
-    largest output-side part, plus the per-request price when the route has one."""
-    raw = (
-        Decimal(prompt_upper) * _largest(prices, _INPUT_PARTS)
-        + Decimal(completion_upper) * _largest(prices, _OUTPUT_PARTS)
-    ) / TOKENS_PER_PRICE_UNIT + _largest(prices, ("per_request",))
-    return max(to_money(raw * multiplier), ZERO)

@@ -162,6 +162,7 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "expire-holds": {"task": "ledger.tasks.expire_holds", "schedule": 30.0},
+    "upstream-cost-drift": {"task": "ledger.tasks.upstream_cost_drift_check", "schedule": 3600.0},
 }
 
 # --- Money and gateway ------------------------------------------------------
@@ -184,6 +185,14 @@ ROUTING_RETRY_BACKOFF_SECONDS = env.float("ROUTING_RETRY_BACKOFF_SECONDS", defau
 ROUTING_DEFAULT_MAX_OUTPUT_TOKENS = env.int("ROUTING_DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
 ROUTING_KEY_CACHE_SECONDS = env.int("ROUTING_KEY_CACHE_SECONDS", default=30)
 ROUTING_TABLE_CACHE_SECONDS = env.int("ROUTING_TABLE_CACHE_SECONDS", default=5)
+# Prices (docs/billing.md): headers in which an upstream states its own cost of a request, the
+# LiteLLM-format price catalog unset price parts follow (empty: the snapshot in routing/data),
+# and the computed-vs-reported upstream cost difference (a fraction) that raises a drift alert.
+ROUTING_REPORTED_COST_HEADERS = env.list(
+    "ROUTING_REPORTED_COST_HEADERS", default=["x-litellm-response-cost"]
+)
+PRICE_CATALOG_PATH = env("PRICE_CATALOG_PATH", default="")
+UPSTREAM_COST_DRIFT_THRESHOLD = env("UPSTREAM_COST_DRIFT_THRESHOLD", default="0.02")
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 # /metrics (Prometheus): Bearer token; unset means the endpoint answers 404.

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts.csv_safe import csv_writer
 from accounts.decorators import org_required
+from ledger.cost_formula import breakdown_of_record
 from ledger.models import TransactionKind, UsageKind, UsageStatus
 from ledger.money import Currency
 from ledger.selectors_dashboard import (
@@ -123,7 +124,12 @@ def request_detail(request, request_id: str):
     return render(
         request,
         "ledger/request_detail.html",
-        {"title": f"Request {record.request_id}", "record": record, "postings": postings},
+        {
+            "title": f"Request {record.request_id}",
+            "record": record,
+            "postings": postings,
+            "formula": breakdown_of_record(record),
+        },
     )
 
 

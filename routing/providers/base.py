@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import httpx
 import orjson
@@ -26,6 +27,14 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0  # part of prompt_tokens that was read from the provider's cache
     estimated: bool = False  # True when counted from text because the upstream reported none
+    # Further classes, each a part of prompt_tokens (input side) or completion_tokens (output).
+    cache_write_tokens: int = 0  # written to a 5-minute cache (Anthropic)
+    cache_write_1h_tokens: int = 0  # written to a 1-hour cache (Anthropic)
+    input_audio_tokens: int = 0
+    reasoning_tokens: int = 0  # thinking / reasoning (OpenAI o-series, Gemini thoughts)
+    output_audio_tokens: int = 0
+    # What the upstream said the request cost (OpenRouter-style usage.cost, a cost header).
+    reported_cost: Decimal | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -93,9 +102,17 @@ ErrorMapper = Callable[[int, bytes, httpx.Response], UpstreamError]
 
 
 async def post_json(
-    client: httpx.AsyncClient, url, *, body: dict, headers: dict, timeout, errors: ErrorMapper
+    client: httpx.AsyncClient,
+    url,
+    *,
+    body: dict,
+    headers: dict,
+    timeout,
+    errors: ErrorMapper,
+    response_headers: dict | None = None,
 ) -> dict:
-    """POST `body`, answer the JSON object; every failure as the provider's UpstreamError."""
+    """POST `body`, answer the JSON object; every failure as the provider's UpstreamError.
+    `response_headers`, when given, receives the answer's headers (e.g. a reported cost)."""
     try:
         response = await client.post(
             url, content=orjson.dumps(body), headers=headers, timeout=timeout
@@ -104,6 +121,8 @@ async def post_json(
         raise connect_error(exc) from exc
     if response.status_code >= 400:
         raise errors(response.status_code, response.content, response)
+    if response_headers is not None:
+        response_headers.update(response.headers)
     try:
         data = orjson.loads(response.content)
     except orjson.JSONDecodeError as exc:

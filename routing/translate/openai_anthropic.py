@@ -47,7 +47,9 @@ def _default_max_tokens() -> int:
 # --- usage ---------------------------------------------------------------------------------
 def usage_from_anthropic(data: dict | None) -> Usage | None:
     """Anthropic usage -> Usage. OpenAI's prompt_tokens = input + cache read + cache creation;
-    cache reads are the cached part."""
+    cache reads are the cached part, cache creation is split into 5-minute and 1-hour writes
+    (`cache_creation.ephemeral_5m_input_tokens` / `ephemeral_1h_input_tokens`; without that
+    object every write is a 5-minute one)."""
     if not isinstance(data, dict):
         return None
     try:
@@ -55,30 +57,69 @@ def usage_from_anthropic(data: dict | None) -> Usage | None:
         read = int(data.get("cache_read_input_tokens") or 0)
         created = int(data.get("cache_creation_input_tokens") or 0)
         output = int(data.get("output_tokens") or 0)
+        split = data.get("cache_creation")
+        write_1h = 0
+        if isinstance(split, dict):
+            write_1h = int(split.get("ephemeral_1h_input_tokens") or 0)
+            write_5m = int(split.get("ephemeral_5m_input_tokens") or 0)
+            created = max(created, write_5m + write_1h)
     except (TypeError, ValueError):
         return None
-    return Usage(prompt_tokens=fresh + read + created, completion_tokens=output, cached_tokens=read)
+    return Usage(
+        prompt_tokens=fresh + read + created,
+        completion_tokens=output,
+        cached_tokens=read,
+        cache_write_tokens=created - write_1h,
+        cache_write_1h_tokens=write_1h,
+    )
 
 
 def usage_to_openai(usage: Usage) -> dict:
+    """Chat-completions usage with nothing folded away: cache reads, (relay-style) cache writes
+    and input audio in `prompt_tokens_details`, reasoning and audio in
+    `completion_tokens_details`."""
+    prompt_details = {"cached_tokens": usage.cached_tokens}
+    writes = usage.cache_write_tokens + usage.cache_write_1h_tokens
+    if writes:
+        prompt_details["cache_write_tokens"] = writes
+    if usage.input_audio_tokens:
+        prompt_details["audio_tokens"] = usage.input_audio_tokens
     data = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": prompt_details,
     }
-    data["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens or usage.output_audio_tokens:
+        data["completion_tokens_details"] = {
+            "reasoning_tokens": usage.reasoning_tokens,
+            "audio_tokens": usage.output_audio_tokens,
+        }
     return data
 
 
 def usage_to_anthropic(usage: Usage | None) -> dict:
+    """Messages usage as Anthropic reports it: `input_tokens` is only the fresh input; cache
+    reads and writes are their own fields (Claude Code reads them)."""
     if usage is None:
-        return {"input_tokens": 0, "output_tokens": 0}
+        return {
+            "input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 0,
+        }
+    writes = usage.cache_write_tokens + usage.cache_write_1h_tokens
     data = {
-        "input_tokens": max(usage.prompt_tokens - usage.cached_tokens, 0),
+        "input_tokens": max(usage.prompt_tokens - usage.cached_tokens - writes, 0),
+        "cache_creation_input_tokens": writes,
+        "cache_read_input_tokens": usage.cached_tokens,
         "output_tokens": usage.completion_tokens,
     }
-    if usage.cached_tokens:
-        data["cache_read_input_tokens"] = usage.cached_tokens
+    if writes:
+        data["cache_creation"] = {
+            "ephemeral_5m_input_tokens": usage.cache_write_tokens,
+            "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens,
+        }
     return data
 
 

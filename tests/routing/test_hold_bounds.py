@@ -214,17 +214,17 @@ def test_gemini_always_gets_the_output_limit_its_hold_paid_for(routes, monkeypat
 
 
 def test_a_hold_pays_input_at_the_largest_input_side_price_part():
-    from routing.request_bounds import hold_upper
+    from routing.pricing import Prices, hold_amount
 
-    class Prices:
-        input = Decimal("3")
-        cached_input = Decimal("0.3")
-        cache_write = Decimal("3.75")
-        cache_write_1h = Decimal("6")
-        output = Decimal("15")
-
-    amount = hold_upper(
-        prices=Prices(), multiplier=Decimal(1), prompt_upper=1_000_000, completion_upper=0
+    prices = Prices(
+        input=Decimal("3"),
+        cached_input=Decimal("0.3"),
+        cache_write=Decimal("3.75"),
+        cache_write_1h=Decimal("6"),
+        output=Decimal("15"),
+    )
+    amount = hold_amount(
+        prices=prices, multiplier=Decimal(1), prompt_upper=1_000_000, completion_upper=0
     )
     assert amount == Decimal("6")
 

@@ -13,8 +13,8 @@ import pytest
 from django.conf import settings
 
 from ledger.models import Account, AccountKind, Hold, HoldStatus, UsageRecord
-from routing.pricing import Prices
-from routing.request_bounds import hold_upper, prompt_tokens_upper
+from routing.pricing import Prices, hold_amount
+from routing.request_bounds import prompt_tokens_upper
 from tests.routing.conftest import (
     _start_gateway,
     _stop_gateway,
@@ -190,7 +190,7 @@ def test_a_small_output_limit_sizes_the_hold(gateway, upstream, tenant):
     ]
 
     def expected(body, completion_upper):
-        return hold_upper(
+        return hold_amount(
             prices=prices,
             multiplier=Decimal("1"),
             prompt_upper=prompt_tokens_upper(body),

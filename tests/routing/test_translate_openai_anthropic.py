@@ -167,9 +167,9 @@ def test_an_anthropic_reply_with_a_tool_call_becomes_an_openai_completion_with_u
         "prompt_tokens": 18,
         "completion_tokens": 7,
         "total_tokens": 25,
-        "prompt_tokens_details": {"cached_tokens": 5},
+        "prompt_tokens_details": {"cached_tokens": 5, "cache_write_tokens": 3},
     }
-    assert tr.usage_from_anthropic(message["usage"]) == Usage(18, 7, 5)
+    assert tr.usage_from_anthropic(message["usage"]) == Usage(18, 7, 5, cache_write_tokens=3)
 
 
 @pytest.mark.parametrize(
@@ -219,6 +219,7 @@ def test_an_openai_completion_becomes_an_anthropic_message_and_back_to_openai_re
         "input_tokens": 20,
         "output_tokens": 4,
         "cache_read_input_tokens": 10,
+        "cache_creation_input_tokens": 0,
     }
     # the next turn, Anthropic-style, back to OpenAI
     request = tr.request_to_openai(
@@ -329,7 +330,12 @@ def test_openai_chunks_become_a_well_formed_anthropic_event_stream():
     )
     assert json.loads(partial) == {"city": "Oslo"}
     assert events[-2]["delta"]["stop_reason"] == "tool_use"
-    assert events[-2]["usage"] == {"input_tokens": 12, "output_tokens": 9}
+    assert events[-2]["usage"] == {
+        "input_tokens": 12,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": 9,
+    }
     assert state.usage == Usage(12, 9, 0)
 
 

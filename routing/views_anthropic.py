@@ -9,25 +9,26 @@ translation (OpenAI-format, Gemini). Errors are Anthropic-shaped:
 
 from __future__ import annotations
 
-from datetime import UTC
-
-import orjson
-from django.http import HttpResponse
 from django.urls import path
 
 from routing import engine
-from routing.auth import authenticate
 from routing.db import db_call
-from routing.errors import GatewayError, bad_request
 from routing.http import http_client
 from routing.providers import get_provider
 from routing.providers.base import UnsupportedFeature, UpstreamError
 from routing.selectors import model_entry_cached, model_entry_get
 from routing.translate.tokens import estimate_tokens_anthropic
-from routing.validation import MAX_TOKENS_LIMIT, body_parse
-from routing.views import (
-    GatewayView,
-    _gateway_error_from,
+from routing.validation import MAX_TOKENS_LIMIT
+from routing.views_base import (  # noqa: F401 - some re-exported: older imports name them here
+    ANTHROPIC_ERROR_TYPES,
+    AnthropicView,
+    GatewayError,
+    anthropic_error_response,
+    anthropic_models_list,
+    anthropic_sse_event,
+    authenticate,
+    bad_request,
+    body_parse,
     json_response,
     settle_after_response,
     settled_response,
@@ -35,40 +36,7 @@ from routing.views import (
 )
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
-
-
-def anthropic_error_response(err: GatewayError, *, request_id: str = "") -> HttpResponse:
-    kind = ERROR_TYPES.get(
-        err.status, "api_error" if err.status >= 500 else "invalid_request_error"
-    )
-    body = {"type": "error", "error": {"type": kind, "message": err.message}}
-    if request_id:
-        body["request_id"] = request_id
-    response = HttpResponse(orjson.dumps(body), status=err.status, content_type="application/json")
-    for name, value in err.headers.items():
-        response.headers[name] = value
-    return response
-
-
-def anthropic_sse_event(event: dict) -> bytes:
-    return (
-        b"event: "
-        + str(event.get("type") or "message").encode()
-        + b"\ndata: "
-        + orjson.dumps(event)
-        + b"\n\n"
-    )
+ERROR_TYPES = ANTHROPIC_ERROR_TYPES
 
 
 def forwarded_headers(request) -> dict[str, str]:
@@ -134,12 +102,6 @@ def messages_validate(body: dict, *, count_only: bool = False) -> None:
         not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)
     ):
         raise bad_request("stop_sequences: an array of strings is required.")
-
-
-class AnthropicView(GatewayView):
-    def handle_exception(self, exc):
-        request_id = getattr(getattr(self, "request", None), "request_id", "") or ""
-        return anthropic_error_response(_gateway_error_from(exc), request_id=request_id)
 
 
 class MessagesView(AnthropicView):
@@ -211,25 +173,6 @@ class CountTokensView(AnthropicView):
         if count is None:
             count = estimate_tokens_anthropic(body)
         return json_response({"input_tokens": count})
-
-
-def anthropic_models_list(models) -> dict:
-    """`GET /v1/models` in Anthropic's shape (when the request carries `anthropic-version`)."""
-    data = [
-        {
-            "type": "model",
-            "id": m.name,
-            "display_name": m.name,
-            "created_at": m.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        }
-        for m in models
-    ]
-    return {
-        "data": data,
-        "has_more": False,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-    }
 
 
 urlpatterns = [

@@ -9,6 +9,8 @@ translation (OpenAI-format, Gemini). Errors are Anthropic-shaped:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.urls import path
 
 from routing import engine
@@ -16,7 +18,8 @@ from routing.db import db_call
 from routing.http import http_client
 from routing.providers import get_provider
 from routing.providers.base import UnsupportedFeature, UpstreamError
-from routing.selectors import model_entry_cached, model_entry_get
+from routing.selectors import RouteEntry, model_entry_cached, model_entry_get
+from routing.translate.openai_anthropic import messages_dropped
 from routing.translate.tokens import estimate_tokens_anthropic
 from routing.validation import MAX_TOKENS_LIMIT
 from routing.views_base import (  # noqa: F401 - some re-exported: older imports name them here
@@ -35,12 +38,14 @@ from routing.views_base import (  # noqa: F401 - some re-exported: older imports
     sse_response,
 )
 
-FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta", "x-claude-code-session-id")
+MESSAGE_ROLES = ("user", "assistant", "system")
 ERROR_TYPES = ANTHROPIC_ERROR_TYPES
 
 
 def forwarded_headers(request) -> dict[str, str]:
-    """The client's `anthropic-version` / `anthropic-beta`, for Anthropic upstreams only."""
+    """The client's `anthropic-version`, `anthropic-beta` (and Claude Code's session id), for
+    Anthropic upstreams only: new beta values reach the upstream without a gateway change."""
     return {name: request.headers[name] for name in FORWARDED_HEADERS if request.headers.get(name)}
 
 
@@ -57,9 +62,11 @@ def messages_validate(body: dict, *, count_only: bool = False) -> None:
     if not isinstance(messages, list) or not messages:
         raise bad_request("messages: a non-empty array is required.", param="messages")
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+        # `system` messages inside `messages` (Claude Code 2.1+ sends them after the first user
+        # turn): instructions in place, forwarded as they are or translated (issue 13).
+        if not isinstance(message, dict) or message.get("role") not in MESSAGE_ROLES:
             raise bad_request(
-                f"messages.{i}: an object with role 'user' or 'assistant' is required.",
+                f"messages.{i}: an object with role 'user', 'assistant' or 'system' is required.",
                 param=f"messages.{i}",
             )
         content = message.get("content")
@@ -104,6 +111,21 @@ def messages_validate(body: dict, *, count_only: bool = False) -> None:
         raise bad_request("stop_sequences: an array of strings is required.")
 
 
+def dropped_by_route(body: dict) -> Callable[[RouteEntry], list[str]]:
+    """What each route leaves out of this request: nothing on an Anthropic upstream (the body
+    is forwarded as sent), `messages_dropped` on a translated one (computed once, on use)."""
+    names: list[list[str]] = []
+
+    def dropped(route: RouteEntry) -> list[str]:
+        if get_provider(route.target.provider).native_surface == "anthropic":
+            return []
+        if not names:
+            names.append(messages_dropped(body))
+        return names[0]
+
+    return dropped
+
+
 class MessagesView(AnthropicView):
     async def post(self, request):
         body = body_parse(request)
@@ -116,6 +138,7 @@ class MessagesView(AnthropicView):
             "request_id": request.request_id,
             "surface": "anthropic",
             "upstream_headers": forwarded_headers(request),
+            "dropped": dropped_by_route(body),
         }
         if body.get("stream"):
             handle = await engine.completion_stream(**options)
@@ -137,7 +160,8 @@ class MessagesView(AnthropicView):
 
 class CountTokensView(AnthropicView):
     """`{"input_tokens": N}` from the model's first usable route when it is Anthropic, else
-    (or when that upstream cannot answer) the local estimate. Never charged."""
+    (or when that upstream cannot answer, or refuses the body) the local estimate. Never
+    charged; answers for every route."""
 
     async def post(self, request):
         body = body_parse(request)
@@ -165,11 +189,10 @@ class CountTokensView(AnthropicView):
                     body=body,
                     headers=forwarded_headers(request),
                 )
-            except UpstreamError as exc:
-                if not (exc.retryable or exc.disable):
-                    raise GatewayError(exc.status or 400, exc.message) from exc
-            except UnsupportedFeature as exc:
-                raise GatewayError(400, exc.message, param=exc.param) from exc
+            except (UpstreamError, UnsupportedFeature):
+                # Counting is advisory and never charged: a client (Claude Code sizes its
+                # context with it) gets the local estimate rather than an error.
+                count = None
         if count is None:
             count = estimate_tokens_anthropic(body)
         return json_response({"input_tokens": count})

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from tests.mocks.anthropic_upstream import MockAnthropic
+from tests.mocks.openai_upstream import MockOpenAI
 
 FIXTURES = Path(os.environ.get("TF_SHARED_FIXTURES", "/work/shared/fixtures"))
 CLAUDE_CODE_FIXTURE = FIXTURES / "claude-code-2.1.328-messages.json"
@@ -51,3 +52,39 @@ class TalkingAnthropic(MockAnthropic):
 
     def _content(self, body: dict) -> tuple[list[dict], str]:
         return [{"type": "text", "text": self.text}], "end_turn"
+
+
+class NoReasoningOpenAI(MockOpenAI):
+    """The OpenAI mock as a model without reasoning (gpt-4o): a request carrying
+    `reasoning_effort` is refused with OpenAI's 400, anything else answered as usual."""
+
+    async def app(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        raw, more = b"", True
+        while more:
+            message = await receive()
+            raw += message.get("body", b"")
+            more = message.get("more_body", False)
+        body = json.loads(raw or b"{}")
+        if "reasoning_effort" in body:
+            with self._lock:
+                self.requests.append({"path": scope["path"], "headers": {}, "body": body})
+            error = {
+                "message": "Unsupported parameter: 'reasoning_effort' is not supported with "
+                "this model.",
+                "type": "invalid_request_error",
+                "param": "reasoning_effort",
+                "code": "unsupported_parameter",
+            }
+            return await self._json(send, 400, {"error": error})
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        return await super().app(scope, replay, send)

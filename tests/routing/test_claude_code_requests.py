@@ -8,6 +8,7 @@ headers Claude Code sends) and with the official `anthropic` SDK, streamed and n
 from __future__ import annotations
 
 import json
+import uuid
 
 import anthropic
 import httpx
@@ -17,7 +18,11 @@ from django.conf import settings
 from ledger.models import UsageRecord
 from tests.mocks.gemini_upstream import MockGemini
 from tests.mocks.openai_upstream import MockOpenAI
-from tests.routing.claude_code_support import TalkingAnthropic, claude_code_request
+from tests.routing.claude_code_support import (
+    NoReasoningOpenAI,
+    TalkingAnthropic,
+    claude_code_request,
+)
 from tests.routing.conftest import _start_gateway, _stop_gateway, apply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -254,3 +259,36 @@ def test_count_tokens_answers_the_claude_code_request_on_every_route(
         assert count > 10_000  # the local estimate of a ~100 KB prompt
         assert not servers[provider].requests
     assert not UsageRecord.objects.filter(org=tenant.org).exists()
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_model_without_reasoning_answers_claude_code_after_one_refusal(
+    big_gateway, tenant, stream
+):
+    """gpt-4o refuses `reasoning_effort`: retried once without it, remembered per route."""
+    upstream = NoReasoningOpenAI().start()
+    try:
+        model = f"gpt-4o-{uuid.uuid4().hex[:8]}"  # the gateway remembers per (upstream, model)
+        apply(
+            [{"name": "up", "provider": "openai-compatible", "base_url": upstream.base_url}],
+            [
+                {
+                    "name": "claude-sonnet",
+                    "routes": [{"upstream": "up", "model": model, "price": PRICE}],
+                }
+            ],
+        )
+        body = {**claude_code_request()["body"], "stream": stream}
+        for round_ in (1, 2):
+            response = _post_as_claude_code(big_gateway, tenant.key, body)
+            assert response.status_code == 200, response.text
+            if stream:
+                assert _streamed_text(_events(response)).startswith("Hello from the mock upstream")
+            else:
+                assert response.json()["content"][0]["text"].startswith("Hello from the mock")
+            efforts = [r["body"].get("reasoning_effort") for r in upstream.requests]
+            assert efforts == (["high", None] if round_ == 1 else ["high", None, None])
+        records = UsageRecord.objects.filter(org=tenant.org)
+        assert records.count() == 2 and {r.status for r in records} == {"settled"}
+    finally:
+        upstream.stop()

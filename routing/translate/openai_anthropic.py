@@ -500,7 +500,7 @@ def messages_dropped(body: dict) -> list[str]:
         for name in body
         if name not in _MESSAGES_TRANSLATED
         and name not in _MESSAGES_REFUSED
-        and body[name] not in (None, False)
+        and body[name] not in (None, False, {}, [])
     ]
     thinking = body.get("thinking")
     if isinstance(thinking, dict) and thinking.get("type") not in (

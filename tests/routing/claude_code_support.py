@@ -88,3 +88,99 @@ class NoReasoningOpenAI(MockOpenAI):
             return await receive()
 
         return await super().app(scope, replay, send)
+
+
+def _last_tool_result_text(messages: list) -> str | None:
+    """The text of the tool result the conversation ends with (either wire format), if any."""
+    last = messages[-1] if messages else {}
+    if last.get("role") == "tool":
+        return str(last.get("content") or "")
+    content = last.get("content") if isinstance(last.get("content"), list) else []
+    for block in content:
+        if isinstance(block, dict) and block.get("type") == "tool_result":
+            inner = block.get("content")
+            if isinstance(inner, list):
+                inner = "".join(str(b.get("text") or "") for b in inner if isinstance(b, dict))
+            return str(inner or "")
+    return None
+
+
+class ReadingAnthropic(MockAnthropic):
+    """Asks Claude Code to `Read` a file, then answers with what the tool returned."""
+
+    path = ""
+
+    def _content(self, body: dict) -> tuple[list[dict], str]:
+        result = _last_tool_result_text(
+            [m for m in body.get("messages") or () if m.get("role") != "system"]
+        )
+        if result is not None:
+            return [{"type": "text", "text": f"The file says: {result}"}], "end_turn"
+        call = {
+            "type": "tool_use",
+            "id": "toolu_01" + "a" * 20,
+            "name": "Read",
+            "input": {"file_path": self.path},
+        }
+        return [{"type": "text", "text": "Reading it."}, call], "tool_use"
+
+
+class ReadingOpenAI(MockOpenAI):
+    """The same conversation in OpenAI's wire format (streamed tool-call deltas included)."""
+
+    path = ""
+
+    async def app(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        raw, more = b"", True
+        while more:
+            message = await receive()
+            raw += message.get("body", b"")
+            more = message.get("more_body", False)
+        body = json.loads(raw or b"{}")
+        with self._lock:
+            self.requests.append({"path": scope["path"], "headers": {}, "body": body})
+        messages = [m for m in body.get("messages") or () if m.get("role") != "system"]
+        result = _last_tool_result_text(messages)
+        if result is not None:
+            deltas = [{"role": "assistant", "content": "The file says: "}, {"content": result}]
+            finish = "stop"
+        else:
+            arguments = json.dumps({"file_path": self.path})
+            deltas = [
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_read_1",
+                            "type": "function",
+                            "function": {"name": "Read", "arguments": ""},
+                        }
+                    ],
+                },
+                *[
+                    {"tool_calls": [{"index": 0, "function": {"arguments": arguments[i : i + 9]}}]}
+                    for i in range(0, len(arguments), 9)
+                ],
+            ]
+            finish = "tool_calls"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        base = {"id": "chatcmpl-read", "object": "chat.completion.chunk", "created": 1}
+        chunks = [
+            {**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas
+        ]
+        chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        chunks.append({**base, "choices": [], "usage": self._usage()})
+        for chunk in chunks:
+            payload = b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            await send({"type": "http.response.body", "body": payload, "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})

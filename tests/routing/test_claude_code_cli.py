@@ -25,7 +25,7 @@ from django.core.management import call_command
 from ledger.models import Account, AccountKind, UsageRecord
 from tests.mocks.openai_upstream import TEXT as OPENAI_TEXT
 from tests.mocks.openai_upstream import MockOpenAI
-from tests.routing.claude_code_support import TalkingAnthropic
+from tests.routing.claude_code_support import ReadingAnthropic, ReadingOpenAI, TalkingAnthropic
 from tests.routing.conftest import ROOT, _start_gateway, _stop_gateway, apply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -174,6 +174,44 @@ def test_claude_code_says_hello_through_tokenforge_and_the_ledger_shows_it(
         assert sent["reasoning_effort"] in ("low", "medium", "high")
         assert "context_management" in records[-1].dropped
 
+    out = StringIO()
+    call_command("reconcile", stdout=out)
+    assert "every invariant holds" in out.getvalue()
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai-compatible"])
+def test_claude_code_runs_a_tool_round_trip_through_tokenforge(
+    claude_cli, big_gateway, tenant, tmp_path, provider
+):
+    """The model asks for `Read`, Claude Code runs it and sends the tool result back: both
+    turns pass through the gateway (translated on the OpenAI-format upstream)."""
+    work = tmp_path / "project"
+    work.mkdir()
+    notes = work / "notes.txt"
+    notes.write_text("PURPLE-OTTER-42\n")
+    upstream = (ReadingAnthropic if provider == "anthropic" else ReadingOpenAI)()
+    upstream.path = str(notes)
+    upstream.start()
+    try:
+        _routes(provider, upstream.base_url)
+        result = subprocess.run(
+            [str(claude_cli), "-p", "What does notes.txt say?", "--output-format", "json",
+             "--allowedTools", "Read"],
+            cwd=work,
+            env=_claude_env(tmp_path, big_gateway.url, tenant.key, "ANTHROPIC_AUTH_TOKEN"),
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    finally:
+        upstream.stop()
+    assert result.returncode == 0, f"claude failed:\n{result.stdout}\n{result.stderr}"
+    output = json.loads(result.stdout)
+    assert output["is_error"] is False
+    assert "PURPLE-OTTER-42" in output["result"]
+    generations = [r for r in upstream.requests if not r["path"].endswith("/count_tokens")]
+    assert len(generations) >= 2  # the tool call, then the answer to its result
+    records = UsageRecord.objects.filter(org=tenant.org)
+    assert records.count() == len(generations)
+    assert {r.status for r in records} == {"settled"}
     out = StringIO()
     call_command("reconcile", stdout=out)
     assert "every invariant holds" in out.getvalue()

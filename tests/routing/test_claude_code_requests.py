@@ -7,6 +7,7 @@ headers Claude Code sends) and with the official `anthropic` SDK, streamed and n
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -17,6 +18,7 @@ from django.conf import settings
 
 from ledger.models import UsageRecord
 from tests.mocks.gemini_upstream import MockGemini
+from tests.mocks.openai_upstream import TEXT as OPENAI_TEXT
 from tests.mocks.openai_upstream import MockOpenAI
 from tests.routing.claude_code_support import (
     NoReasoningOpenAI,
@@ -292,3 +294,34 @@ def test_a_model_without_reasoning_answers_claude_code_after_one_refusal(
         assert records.count() == 2 and {r.status for r in records} == {"settled"}
     finally:
         upstream.stop()
+
+
+def test_the_async_anthropic_sdk_streams_claude_codes_request_through_a_translated_route(
+    big_gateway, servers, tenant
+):
+    _route("openai-compatible", servers)
+    body = claude_code_request()["body"]
+
+    async def run():
+        client = anthropic.AsyncAnthropic(
+            base_url=big_gateway.url, auth_token=tenant.key, api_key=None, max_retries=0
+        )
+        async with client.beta.messages.stream(
+            model=body["model"],
+            max_tokens=body["max_tokens"],
+            system=body["system"],
+            messages=body["messages"],
+            tools=body["tools"],
+            thinking=body["thinking"],
+            output_config=body["output_config"],
+            context_management=body["context_management"],
+            betas=["claude-code-20250219", "context-management-2025-06-27"],
+        ) as stream:
+            text = "".join([piece async for piece in stream.text_stream])
+            return text, stream.response.headers
+
+    text, headers = asyncio.run(run())
+    assert text == OPENAI_TEXT
+    assert headers["x-tokenforge-dropped"] == ", ".join(DROPPED_ON_TRANSLATED)
+    sent = servers["openai-compatible"].requests[-1]["body"]
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "system"]

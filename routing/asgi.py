@@ -10,7 +10,7 @@ closes the response through `sync_to_async` inside a per-request `ThreadSensitiv
 i.e. it starts two fresh threads per request (~0.3-1 ms each on a busy 2-core box). The
 gateway's database work never touches the request thread's connection (routing/db.py drops
 stale connections per call), so its handler skips that signal and closes the response on the
-event loop (its closers only schedule coroutines; see routing.views.sse_response).
+event loop (its closers only schedule coroutines; see routing.views_base.sse_response).
 """
 
 from __future__ import annotations

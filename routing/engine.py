@@ -312,6 +312,8 @@ class Plan:
     prompt_estimate: int
     started: float = field(default_factory=time.monotonic)
     keeper: _Keeper | None = None
+    # What a route could not take (a surface's own fields/tools), for the usage record.
+    dropped: Callable[[RouteEntry], list[str]] | None = None
 
 
 @dataclass(slots=True)
@@ -336,6 +338,7 @@ class CompletionResult:
     # The capture, when the caller asked to settle after sending the response: it is already
     # running (and runs to the end even if the client leaves); await it before finishing.
     settlement: asyncio.Task | None = None
+    dropped: list[str] = field(default_factory=list)  # what the serving route left out
 
     @property
     def headers(self) -> dict[str, str]:
@@ -344,7 +347,12 @@ class CompletionResult:
             "x-tokenforge-wallet": self.wallet,
             "x-tokenforge-fallback": "true" if self.fallback else "false",
             "x-tokenforge-cost": format(self.cost, "f"),
+            **_dropped_header(self.dropped),
         }
+
+
+def _dropped_header(dropped: list[str]) -> dict[str, str]:
+    return {"x-tokenforge-dropped": ", ".join(dropped)} if dropped else {}
 
 
 def _order_chain(ctx: KeyContext, routes: tuple[RouteEntry, ...]) -> list[RouteEntry]:
@@ -515,6 +523,7 @@ def _usage_dict(
         "input_audio_tokens": usage.input_audio_tokens,
         "output_audio_tokens": usage.output_audio_tokens,
         "reported_cost": usage.reported_cost,
+        "dropped": plan.dropped(route) if plan.dropped and route is not None else [],
     }
     if prices is not None:  # every price part used, at this request's size (tier)
         record.update(
@@ -806,17 +815,20 @@ async def _completion_create(
     researcher_run_id: Any = None,
     upstream_headers: dict[str, str] | None = None,
     settle_after_response: bool = False,
+    endpoint: str | None = None,
+    dropped: Callable[[RouteEntry], list[str]] | None = None,
 ) -> CompletionResult:
     plan = await _plan(
         ctx=ctx,
         body=body,
         request_id=request_id,
         surface=surface,
-        endpoint="chat.completions" if surface == "openai" else "messages",
+        endpoint=endpoint or ("chat.completions" if surface == "openai" else "messages"),
         kind=kind,
         researcher_run_id=researcher_run_id,
         stream=False,
     )
+    plan.dropped = dropped
     client = http_client()
 
     async def call(route: RouteEntry):
@@ -887,6 +899,7 @@ async def _finish_unary(plan: Plan, call, settle_after_response: bool = False) -
         upstream_model=held.route.upstream_model,
         fallback=len(attempts) > 1,
         settlement=settlement,
+        dropped=plan.dropped(held.route) if plan.dropped else [],
     )
 
 
@@ -957,6 +970,7 @@ class StreamHandle:
             "x-tokenforge-route": self.held.route.label,
             "x-tokenforge-wallet": self.held.wallet,
             "x-tokenforge-fallback": "true" if len(self.attempts) > 1 else "false",
+            **_dropped_header(self.plan.dropped(self.held.route) if self.plan.dropped else []),
         }
 
     def _outgoing(self, event: dict) -> dict | None:
@@ -1118,6 +1132,8 @@ async def _completion_stream(
     kind: str = "api",
     researcher_run_id: Any = None,
     upstream_headers: dict[str, str] | None = None,
+    endpoint: str | None = None,
+    dropped: Callable[[RouteEntry], list[str]] | None = None,
 ) -> StreamHandle:
     """Open a stream: route, hold, and read until the first content (fallback allowed until
     then). The caller must iterate `handle.events()` (or call `handle.aclose()`)."""
@@ -1126,11 +1142,12 @@ async def _completion_stream(
         body=body,
         request_id=request_id,
         surface=surface,
-        endpoint="chat.completions" if surface == "openai" else "messages",
+        endpoint=endpoint or ("chat.completions" if surface == "openai" else "messages"),
         kind=kind,
         researcher_run_id=researcher_run_id,
         stream=True,
     )
+    plan.dropped = dropped
     if ctx.api_key_id is not None and not await ratelimit.stream_acquire(
         key_id=ctx.api_key_id, limit=ctx.max_concurrent_streams, request_id=request_id
     ):
@@ -1283,6 +1300,8 @@ async def completion_create(
     researcher_run_id: Any = None,
     upstream_headers: dict[str, str] | None = None,
     settle_after_response: bool = False,
+    endpoint: str | None = None,
+    dropped: Callable[[RouteEntry], list[str]] | None = None,
 ) -> CompletionResult:
     """One non-streamed chat completion (surface "openai") or message ("anthropic").
     `upstream_headers`: client headers the adapter may forward (e.g. `anthropic-beta`).
@@ -1297,6 +1316,8 @@ async def completion_create(
         researcher_run_id=researcher_run_id,
         upstream_headers=upstream_headers,
         settle_after_response=settle_after_response,
+        endpoint=endpoint,
+        dropped=dropped,
     )
 
 
@@ -1329,6 +1350,8 @@ async def completion_stream(
     kind: str = "api",
     researcher_run_id: Any = None,
     upstream_headers: dict[str, str] | None = None,
+    endpoint: str | None = None,
+    dropped: Callable[[RouteEntry], list[str]] | None = None,
 ) -> StreamHandle:
     """Open a stream: route, hold, and read until the first content (fallback allowed until
     then). The caller must iterate `handle.events()` (or call `handle.aclose()`); the stream's
@@ -1343,6 +1366,8 @@ async def completion_stream(
             kind=kind,
             researcher_run_id=researcher_run_id,
             upstream_headers=upstream_headers,
+            endpoint=endpoint,
+            dropped=dropped,
         )
     except BaseException as exc:
         status, code = _failure_of(exc)

@@ -127,15 +127,16 @@ def test_openai_features_without_an_anthropic_equivalent_are_refused(field, valu
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("thinking", {"type": "adaptive"}),
         ("top_k", 5),
-        ("tools", [{"type": "web_search_20250305", "name": "web_search"}]),
+        ("mcp_servers", [{"type": "url", "url": "https://mcp.example", "name": "x"}]),
+        ("container", "container_1"),
     ],
 )
-def test_anthropic_features_without_an_openai_equivalent_are_refused(field, value):
+def test_anthropic_features_that_change_the_answer_are_refused_on_translated_routes(field, value):
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, field: value}
-    with pytest.raises(UnsupportedFeature):
+    with pytest.raises(UnsupportedFeature) as info:
         tr.request_to_openai(body)
+    assert info.value.param == field
 
 
 def test_an_anthropic_reply_with_a_tool_call_becomes_an_openai_completion_with_usage():

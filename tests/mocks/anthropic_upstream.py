@@ -104,7 +104,8 @@ class MockAnthropic(MockServer):
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
         self.cache_read_input_tokens = 0
-        self.cache_creation_input_tokens = 0
+        self.cache_creation_input_tokens = 0  # every cache write, 5-minute and 1-hour
+        self.cache_write_1h_tokens = 0  # the 1-hour part of them (`cache_creation` object)
         self.count_tokens_value = 42
 
     @property
@@ -115,14 +116,22 @@ class MockAnthropic(MockServer):
         with self._lock:
             self.mode, self.script, self.requests = "ok", [], []
             self.cache_read_input_tokens = self.cache_creation_input_tokens = 0
+            self.cache_write_1h_tokens = 0
 
     def _usage(self) -> dict:
-        return {
+        usage = {
             "input_tokens": self.input_tokens,
             "cache_creation_input_tokens": self.cache_creation_input_tokens,
             "cache_read_input_tokens": self.cache_read_input_tokens,
             "output_tokens": self.output_tokens,
         }
+        if self.cache_creation_input_tokens:
+            usage["cache_creation"] = {
+                "ephemeral_5m_input_tokens": self.cache_creation_input_tokens
+                - self.cache_write_1h_tokens,
+                "ephemeral_1h_input_tokens": self.cache_write_1h_tokens,
+            }
+        return usage
 
     def _content(self, body: dict) -> tuple[list[dict], str]:
         """The reply's content blocks and stop_reason."""

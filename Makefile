@@ -46,7 +46,7 @@ MONEY_TESTS := tests/ledger/test_holds_basic.py tests/ledger/test_hold_races.py 
 	tests/ledger/test_topup_command.py tests/ledger/test_stripe_checkout.py tests/ledger/test_stripe_webhook.py \
 	tests/ledger/test_shortfall.py tests/ledger/test_adjustments.py tests/ledger/test_reconcile.py \
 	tests/ledger/test_state_machine.py tests/ledger/test_stampede.py tests/ledger/test_wallets_command.py \
-	tests/routing/test_balance_and_budgets.py
+	tests/routing/test_balance_and_budgets.py tests/routing/test_refusals_explained.py
 
 test: $(STAMP) services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

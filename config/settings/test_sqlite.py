@@ -6,10 +6,11 @@ tests that need PostgreSQL itself (many connections racing, its SQL fast path) m
 """
 
 import os
+from pathlib import Path
 
-os.environ["TEST_DATABASE_URL"] = "sqlite:///" + os.environ.get(
-    "TEST_SQLITE_PATH", "/tmp/tokenforge-test-sqlite.sqlite3"
-)
+_DEFAULT = Path(__file__).resolve().parents[2] / "var" / "test-sqlite.sqlite3"
+_DEFAULT.parent.mkdir(exist_ok=True)
+os.environ["TEST_DATABASE_URL"] = "sqlite:///" + os.environ.get("TEST_SQLITE_PATH", str(_DEFAULT))
 
 from .test import *  # noqa: E402,F403
 

@@ -422,6 +422,7 @@ class TopUpStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     PAID = "paid", "Paid"
     FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"  # the payer cancelled before paying; never credited
 
 
 class TopUp(models.Model):

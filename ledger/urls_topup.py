@@ -7,5 +7,6 @@ urlpatterns = [
     path("topup/checkout/", topup.topup_checkout, name="topup_checkout"),
     path("topup/redeem/", topup.topup_redeem, name="topup_redeem"),
     path("topup/test/<int:pk>/", topup.topup_test_pay, name="topup_test_pay"),
+    path("topup/receipts/<int:pk>/", topup.topup_receipt, name="topup_receipt"),
     path("webhooks/stripe/", topup.stripe_webhook, name="stripe_webhook"),
 ]

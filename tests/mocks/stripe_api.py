@@ -35,6 +35,7 @@ def checkout_event(
     topup_id: int,
     payment_status: str = "paid",
     event_id: str | None = None,
+    currency: str = "usd",
 ) -> bytes:
     event = {
         "id": event_id or f"evt_test_{next(_ids)}",
@@ -48,7 +49,7 @@ def checkout_event(
                 "object": "checkout.session",
                 "mode": "payment",
                 "amount_total": amount_total,
-                "currency": "usd",
+                "currency": currency,
                 "payment_status": payment_status,
                 "client_reference_id": str(topup_id),
                 "metadata": {"org_id": str(org_id), "topup_id": str(topup_id)},

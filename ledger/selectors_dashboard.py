@@ -35,7 +35,7 @@ from ledger.models import (
     UsageRecord,
     UsageStatus,
 )
-from ledger.money import ZERO, Currency
+from ledger.money import ZERO, Currency, wallet_name
 
 FORECAST_DAYS = 7
 TOP_LIMIT = 5
@@ -241,12 +241,19 @@ def overview_get(*, org: Organization, now: datetime | None = None) -> Overview:
         burn = week_burn[wallet.currency] / FORECAST_DAYS
         available = wallet.posted - wallet.held
         days = (available / burn).quantize(Decimal("0.1")) if burn > 0 else None
-        forecast.append({"currency": wallet.currency, "burn_per_day": burn, "days_left": days})
+        forecast.append(
+            {
+                "currency": wallet.currency,
+                "burn_per_day": burn,
+                "days_left": days,
+                "today": spend_today[wallet.currency],
+            }
+        )
     return Overview(
         wallets=[
             {
                 "currency": w.currency,
-                "label": Currency(w.currency).label,
+                "label": wallet_name(w.currency),
                 "posted": w.posted,
                 "held": w.held,
                 "available": w.posted - w.held,

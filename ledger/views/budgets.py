@@ -55,23 +55,28 @@ class BudgetForm(forms.Form):
         ],
         initial=Period.MONTH,
     )
-    soft_threshold = forms.IntegerField(
+    soft_threshold = forms.DecimalField(
         label="Alert when this share is used (%)",
-        min_value=1,
-        max_value=100,
+        min_value=Decimal("0"),
+        max_value=Decimal("100"),
+        decimal_places=2,
         initial=80,
         required=False,
         help_text="We email the organization's admins once the budget is this far used.",
         error_messages={
             "min_value": "The alert share must be between 1 and 100 percent.",
             "max_value": "The alert share must be between 1 and 100 percent.",
-            "invalid": "Enter the alert share as a whole percentage, e.g. 80.",
+            "invalid": "Enter the alert share as a percentage, e.g. 80.",
+            "max_decimal_places": "Enter the alert share as a percentage, e.g. 80.",
         },
     )
 
     def clean_soft_threshold(self):
+        """A percentage (80); a value up to 1 is read as a fraction (0.8), as the API takes."""
         value = self.cleaned_data["soft_threshold"]
-        return None if value is None else Decimal(value) / 100
+        if value is None:
+            return None
+        return value if value <= 1 else value / 100
 
 
 def form_errors_sentence(form: forms.Form) -> str:

@@ -28,6 +28,6 @@ def navigation(request) -> dict:
     membership = getattr(request, "membership", None)
     return {
         "nav_researcher_url": _page_url("researcher:runs"),
-        "nav_models_url": _page_url("ledger:models"),
+        "nav_models_url": _page_url("models_page"),
         "nav_can_see_audit_log": bool(membership and membership.has_role("admin")),
     }

@@ -22,6 +22,7 @@ from rest_framework.renderers import JSONRenderer
 
 from routing import engine
 from routing.auth import authenticate
+from routing.catalog import model_catalog
 from routing.db import db_call
 from routing.errors import GatewayError, openai_error_response
 from routing.selectors import models_for_key
@@ -186,6 +187,13 @@ class ModelsView(GatewayView):
             from routing.views_anthropic import anthropic_models_list
 
             return json_response(anthropic_models_list(models))
+        catalog = await db_call(
+            model_catalog,
+            multiplier=ctx.price_multiplier,
+            models=models,
+            allowed_wallets=ctx.allowed_wallets,
+        )
+        pricing = {row["name"]: row["pricing"] for row in catalog}
         return json_response(
             {
                 "object": "list",
@@ -195,6 +203,8 @@ class ModelsView(GatewayView):
                         "object": "model",
                         "created": int(m.created_at.timestamp()),
                         "owned_by": "tokenforge",
+                        # Per wallet, after the organization's multiplier (as OpenRouter does).
+                        **({"pricing": pricing[m.name]} if m.name in pricing else {}),
                     }
                     for m in models
                 ],

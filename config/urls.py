@@ -11,6 +11,10 @@ from ledger.admin import overview_view as ledger_overview_view
 from ledger.views import topup as ledger_topup_views
 from routing import views_dashboard as routing_dashboard_views
 
+admin.site.site_header = "tokenforge administration"
+admin.site.site_title = "tokenforge administration"
+admin.site.index_title = "Operations"
+
 
 def api_not_found(request, rest: str = ""):
     """Any other path under /api/ answers the API's JSON 404, never the HTML page."""

@@ -480,6 +480,9 @@ class RedemptionBatch(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        verbose_name_plural = "redemption batches"
+
     def __str__(self) -> str:
         return f"{self.name} ({self.count} × {self.amount} {self.currency})"
 

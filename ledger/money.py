@@ -45,6 +45,20 @@ def display(value: Decimal, places: int = 2) -> str:
     return str(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
+def admin_money(field: str, *, description: str, currency_field: str = "currency"):
+    """The admin's one money column: `list_display = (..., admin_money("posted", ...))`,
+    in the same format as the pages (symbol, no E notation)."""
+    from django.contrib import admin
+
+    @admin.display(description=description, ordering=field)
+    def column(obj) -> str:
+        value = getattr(obj, field)
+        return money_format(value() if callable(value) else value, getattr(obj, currency_field))
+
+    column.__name__ = f"{field}_money"
+    return column
+
+
 def wallet_name(currency: str | None) -> str:
     return WALLET_NAMES.get(str(currency or "").upper(), str(currency or ""))
 

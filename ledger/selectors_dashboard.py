@@ -35,7 +35,7 @@ from ledger.models import (
     UsageRecord,
     UsageStatus,
 )
-from ledger.money import ZERO, Currency, wallet_name
+from ledger.money import CURRENCY_SYMBOL, ZERO, Currency, wallet_name
 
 FORECAST_DAYS = 7
 TOP_LIMIT = 5
@@ -367,8 +367,10 @@ def usage_series(
             values[index[row["day"]]] += row["cost"]
     return {
         "labels": [d.isoformat() for d in days],
+        # Axis labels carry the wallet's symbol (none when bars mix both wallets).
+        "symbol": CURRENCY_SYMBOL.get(currency, "") if stack_by != "wallet" else "",
         "datasets": [
-            {"label": label, "data": [str(v.normalize()) if v else "0" for v in values]}
+            {"label": label, "data": [format(v.normalize(), "f") if v else "0" for v in values]}
             for label, values in sorted(series.items(), key=lambda kv: -sum(kv[1]))
         ],
     }

@@ -42,7 +42,7 @@ services:
 
 # The money tests run twice: on PostgreSQL (make serve) and on SQLite (make run's embedded default).
 MONEY_TESTS := tests/ledger/test_holds_basic.py tests/ledger/test_hold_races.py \
-	tests/ledger/test_redemption_codes.py tests/ledger/test_topup_page.py tests/ledger/test_topup_rmb_and_receipts.py tests/ledger/test_topup_races.py \
+	tests/ledger/test_redemption_codes.py tests/ledger/test_topup_page.py tests/ledger/test_topup_rmb_and_receipts.py tests/ledger/test_wallet_alerts_and_auto_topup.py tests/ledger/test_topup_races.py \
 	tests/ledger/test_topup_command.py tests/ledger/test_stripe_checkout.py tests/ledger/test_stripe_webhook.py \
 	tests/ledger/test_shortfall.py tests/ledger/test_adjustments.py tests/ledger/test_reconcile.py \
 	tests/ledger/test_state_machine.py tests/ledger/test_stampede.py tests/ledger/test_wallets_command.py \

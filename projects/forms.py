@@ -47,7 +47,14 @@ def _split(text: str) -> list[str]:
 
 
 class ProjectForm(forms.Form):
-    name = forms.CharField(label="Name", max_length=120)
+    name = forms.CharField(
+        label="Name",
+        max_length=120,
+        error_messages={
+            "required": "Give the project a name, e.g. chatbot.",
+            "max_length": "Keep the name to 120 characters or fewer.",
+        },
+    )
     environment = forms.ChoiceField(
         label="Environment", choices=Environment.choices, initial=Environment.PRODUCTION
     )

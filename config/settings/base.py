@@ -162,6 +162,7 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "expire-holds": {"task": "ledger.tasks.expire_holds", "schedule": 30.0},
+    "wallets-watch": {"task": "ledger.tasks.wallets_watch", "schedule": 60.0},
 }
 
 # --- Money and gateway ------------------------------------------------------

@@ -266,6 +266,11 @@ def checkout_start(
 
 def _checkout_session_create(*, org, topup, cents, success_url, cancel_url):
     extra: dict[str, Any] = {}
+    if topup.currency == Currency.CREDIT:
+        # Save the card for auto top-up (charged off-session later, only if the owner turns
+        # auto top-up on).
+        extra["customer_creation"] = "always"
+        extra["payment_intent_data"] = {"setup_future_usage": "off_session"}
     if topup.currency == Currency.RMB:
         extra["payment_method_types"] = CHECKOUT_METHODS[Currency.RMB]
         extra["payment_method_options"] = {"wechat_pay": {"client": "web"}}
@@ -427,6 +432,10 @@ def stripe_webhook_handle(*, payload: bytes, sig_header: str | None) -> str:
         _, created = topup_settle(
             topup_id=topup.pk, reference=f"stripe:{session['id']}", amount=amount
         )
+        if topup.currency == Currency.CREDIT and session.get("customer"):
+            from ledger.services.wallet_watch import saved_card_remember
+
+            saved_card_remember(org_id=topup.org_id, customer_id=str(session["customer"]))
     return "credited" if created else "already_credited"
 
 

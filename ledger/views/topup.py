@@ -34,7 +34,9 @@ from ledger.services.topups import (
     topup_cancel,
     topup_method,
 )
+from ledger.services.wallet_watch import auto_topup_set, wallet_alert_set, watch_of
 from ledger.templatetags.money import money
+from ledger.views.budgets import form_errors_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +99,72 @@ class RedeemForm(forms.Form):
     )
 
 
+class AlertForm(forms.Form):
+    """A wallet's low-balance alert: under this available balance, email and/or webhook."""
+
+    currency = forms.ChoiceField(
+        choices=[("CREDIT", "Credit (USD)"), ("RMB", "RMB (CNY)")], widget=forms.HiddenInput
+    )
+    threshold = forms.DecimalField(
+        label="Alert when available falls under",
+        required=False,
+        max_digits=16,
+        decimal_places=2,
+        help_text="Empty turns the alert off.",
+        error_messages={
+            "invalid": "Enter the alert balance as a number, e.g. 5.",
+            "max_decimal_places": "Use at most 2 decimals for the alert balance.",
+            "max_digits": "That alert balance is too large.",
+            "max_whole_digits": "That alert balance is too large.",
+        },
+    )
+    email = forms.BooleanField(label="Email the owners and admins", required=False, initial=True)
+    webhook_url = forms.URLField(
+        label="Webhook URL (optional)",
+        required=False,
+        assume_scheme="https",
+        help_text="We POST a JSON event signed with X-Tokenforge-Signature (HMAC-SHA256).",
+        error_messages={
+            "invalid": "Enter the webhook as a full URL, e.g. https://example.com/hook."
+        },
+    )
+
+    def __init__(self, *args, currency: str = "CREDIT", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["currency"].initial = currency
+        self.auto_id = f"id_alert_{currency.lower()}_%s"
+
+
+class AutoTopupForm(forms.Form):
+    enabled = forms.BooleanField(label="Top up Credit automatically", required=False)
+    threshold = forms.DecimalField(
+        label="When available falls under (USD)",
+        required=False,
+        max_digits=12,
+        decimal_places=2,
+        error_messages={"invalid": "Enter the trigger balance as a number, e.g. 5."},
+    )
+    amount = forms.DecimalField(
+        label="Add this much (USD)",
+        required=False,
+        max_digits=12,
+        decimal_places=2,
+        error_messages={"invalid": "Enter the amount to add as a number, e.g. 20."},
+    )
+    test_card = forms.ChoiceField(
+        label="Test card",
+        required=False,
+        choices=[("test_card", "Succeeds"), ("test_card_declined", "Is declined")],
+        help_text="Test payment provider only: no real money.",
+    )
+
+    def __init__(self, *args, test_provider: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.auto_id = "id_auto_%s"
+        if not test_provider:
+            del self.fields["test_card"]
+
+
 def topups_with_numbers(org) -> list[TopUp]:
     """The org's top-ups, newest first, each with its receipt number counted within the
     organization (R-0001, ...), so no customer sees another's volume."""
@@ -112,6 +180,29 @@ def _page(request, *, checkout_form=None, redeem_form=None, status=200):
     org = request.org
     can_top_up = request.membership.has_role(Role.ADMIN)
     forms_by_wallet = {c: CheckoutForm(currency=c) for c in ("CREDIT", "RMB")}
+    watches = {c: watch_of(org=org, currency=c) for c in ("CREDIT", "RMB")}
+    alert_forms = [
+        AlertForm(
+            currency=c,
+            initial={
+                "currency": c,
+                "threshold": watches[c].alert_threshold,
+                "email": watches[c].alert_email,
+                "webhook_url": watches[c].webhook_url,
+            },
+        )
+        for c in ("CREDIT", "RMB")
+    ]
+    credit_watch = watches["CREDIT"]
+    auto_form = AutoTopupForm(
+        test_provider=testpay_enabled(),
+        initial={
+            "enabled": credit_watch.auto_topup_enabled,
+            "threshold": credit_watch.auto_topup_threshold,
+            "amount": credit_watch.auto_topup_amount,
+            "test_card": credit_watch.stripe_customer_id or "test_card",
+        },
+    )
     if checkout_form is not None:
         forms_by_wallet[checkout_form.wallet] = checkout_form
     return render(
@@ -127,6 +218,13 @@ def _page(request, *, checkout_form=None, redeem_form=None, status=200):
             "card_available": card_topup_available(),
             "test_provider": testpay_enabled(),
             "wallet_forms": [forms_by_wallet["CREDIT"], forms_by_wallet["RMB"]],
+            "alert_rows": [
+                {"form": f, "watch": watches[c]}
+                for f, c in zip(alert_forms, ("CREDIT", "RMB"), strict=False)
+            ],
+            "auto_form": auto_form,
+            "credit_watch": credit_watch,
+            "saved_card": bool(credit_watch.stripe_customer_id),
             "checkout_form": checkout_form or forms_by_wallet["CREDIT"],
             "redeem_form": redeem_form or RedeemForm(),
         },
@@ -250,6 +348,67 @@ def topup_redeem(request):
         f"Code redeemed: {money(topup.amount, topup.currency)} added to your "
         f"{wallet_name(topup.currency)} wallet.",
     )
+    return redirect("ledger:topup")
+
+
+@require_POST
+@org_required(Role.ADMIN)
+def topup_alert_save(request):
+    currency = request.POST.get("currency") if request.POST.get("currency") == "RMB" else "CREDIT"
+    form = AlertForm(request.POST, currency=currency)
+    if not form.is_valid():
+        messages.error(request, "Alert not saved. " + form_errors_sentence(form))
+        return redirect("ledger:topup")
+    try:
+        wallet_alert_set(
+            org=request.org,
+            currency=currency,
+            threshold=form.cleaned_data["threshold"],
+            webhook_url=form.cleaned_data["webhook_url"],
+            email=form.cleaned_data["email"],
+            actor=request.user,
+        )
+    except LedgerError as exc:
+        messages.error(request, f"Alert not saved. {exc}")
+        return redirect("ledger:topup")
+    threshold = form.cleaned_data["threshold"]
+    messages.success(
+        request,
+        f"{wallet_name(currency)} alert set under {money(threshold, currency)}."
+        if threshold
+        else f"{wallet_name(currency)} alert turned off.",
+    )
+    return redirect("ledger:topup")
+
+
+@require_POST
+@org_required(Role.ADMIN)
+def topup_auto_save(request):
+    form = AutoTopupForm(request.POST, test_provider=testpay_enabled())
+    if not form.is_valid():
+        messages.error(request, "Auto top-up not saved. " + form_errors_sentence(form))
+        return redirect("ledger:topup")
+    data = form.cleaned_data
+    try:
+        auto_topup_set(
+            org=request.org,
+            enabled=data["enabled"],
+            threshold=data["threshold"],
+            amount=data["amount"],
+            test_card=data.get("test_card") or "",
+            actor=request.user,
+        )
+    except LedgerError as exc:
+        messages.error(request, f"Auto top-up not saved. {exc}")
+        return redirect("ledger:topup")
+    if data["enabled"]:
+        messages.success(
+            request,
+            f"Auto top-up on: {money(data['amount'], 'CREDIT')} when Credit falls under "
+            f"{money(data['threshold'], 'CREDIT')}.",
+        )
+    else:
+        messages.success(request, "Auto top-up turned off.")
     return redirect("ledger:topup")
 
 

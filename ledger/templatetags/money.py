@@ -26,6 +26,16 @@ def money_total(value, currency=None) -> str:
 
 
 @register.filter
+def customer_reference(reference) -> str:
+    """A transaction's reference as a customer may see it: the payment provider's id, never
+    our global row numbers (test:17, redeem:42) that would reveal other customers' volume."""
+    text = str(reference or "")
+    if text.startswith("stripe:"):
+        return text.removeprefix("stripe:")
+    return ""
+
+
+@register.filter
 def wallet_name(currency) -> str:
     """CREDIT -> "Credit (USD)", RMB -> "RMB (CNY)"."""
     return _wallet_name(currency)

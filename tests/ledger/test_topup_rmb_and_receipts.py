@@ -148,3 +148,13 @@ def test_a_receipt_names_org_amount_method_and_a_per_org_number(client, org, tes
     assert "Granted by tokenforge" in receipt and "R-0001" in receipt and "Print" in receipt
     foreign = TopUp.objects.filter(org=other).first()
     assert client.get(reverse("ledger:topup_receipt", args=[foreign.pk])).status_code == 404
+
+
+def test_returning_from_a_cancelled_checkout_marks_the_top_up_cancelled(client, org, stripe_api):
+    _owner(client, org)
+    client.post(reverse("ledger:topup_checkout"), {"currency": "RMB", "amount": "10"})
+    topup = TopUp.objects.get(org=org)
+    page = client.get(reverse("ledger:topup") + f"?cancelled={topup.pk}", follow=True)
+    assert "Payment cancelled: nothing was charged." in page.content.decode()
+    topup.refresh_from_db()
+    assert topup.status == TopUpStatus.CANCELLED

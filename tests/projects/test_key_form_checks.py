@@ -64,3 +64,16 @@ def test_reloading_the_created_page_creates_nothing(tenant):
     for _ in range(3):
         assert client.get(location).status_code == 200
     assert ApiKey.objects.count() == before + 1
+
+
+def test_budget_form_errors_read_as_sentences(tenant):
+    response = tenant.client("owner").post(
+        reverse("ledger:budget_save", args=["key", tenant.key.pk]),
+        {"currency": "CREDIT", "amount": "0", "period": "total", "soft_threshold": "x"},
+        follow=True,
+    )
+    body = response.content.decode()
+    assert "A limit must be more than zero; to stop a budget, remove it." in body
+    assert "Enter the alert share as a percentage, e.g. 80." in body
+    message = body.split('class="messages"', 1)[1].split("</ul>", 1)[0]
+    assert "soft_threshold" not in message and "amount:" not in message

@@ -403,9 +403,17 @@ def stripe_webhook_handle(*, payload: bytes, sig_header: str | None) -> str:
         raise WebhookRejected(f"Invalid Stripe webhook: {exc.__class__.__name__}") from None
     event_type = event.get("type", "")
     event_id = event.get("id", "")
+    session = (event.get("data") or {}).get("object") or {}
+    if event_type == "checkout.session.expired":
+        # The payer never paid (closed or abandoned Checkout): the top-up shows as cancelled.
+        expired = _topup_for_session(session)
+        if expired is not None:
+            TopUp.objects.filter(pk=expired.pk, status=TopUpStatus.PENDING).update(
+                status=TopUpStatus.CANCELLED
+            )
+        return "expired"
     if event_type not in STRIPE_EVENTS:
         return "ignored"
-    session = (event.get("data") or {}).get("object") or {}
     if event_type == "checkout.session.completed" and session.get("payment_status") != "paid":
         return "pending"  # async payment methods: wait for async_payment_succeeded
     topup = _topup_for_session(session)

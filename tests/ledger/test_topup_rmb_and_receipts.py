@@ -158,3 +158,20 @@ def test_returning_from_a_cancelled_checkout_marks_the_top_up_cancelled(client, 
     assert "Payment cancelled: nothing was charged." in page.content.decode()
     topup.refresh_from_db()
     assert topup.status == TopUpStatus.CANCELLED
+
+
+def test_an_expired_checkout_session_marks_the_top_up_cancelled(client, org, stripe_api):
+    _owner(client, org)
+    client.post(reverse("ledger:topup_checkout"), {"currency": "CREDIT", "amount": "10"})
+    topup = TopUp.objects.get(org=org)
+    payload = checkout_event(
+        event_type="checkout.session.expired",
+        session_id=topup.external_id,
+        amount_total=1000,
+        org_id=org.pk,
+        topup_id=topup.pk,
+        payment_status="unpaid",
+    )
+    assert _deliver(client, payload).content == b"expired"
+    topup.refresh_from_db()
+    assert topup.status == TopUpStatus.CANCELLED and posted(org, "CREDIT") == 0

@@ -303,7 +303,9 @@ def test_a_new_user_tops_up_spends_through_the_proxy_and_traces_every_cent(
     page.get_by_role("button", name="Explain").click()
     expect(page.locator("[data-adds-up='yes']")).to_be_visible()
     assert page.locator("[data-parts]").inner_text() == page.locator("[data-change]").inner_text()
-    expect(page.get_by_role("row").filter(has_text="model gpt-4o-mini")).to_contain_text(f"-{cost}")
+    expect(page.get_by_role("row").filter(has_text="model gpt-4o-mini")).to_contain_text(
+        f"-¥{cost}"
+    )
     _shot(page, "balance-drop")
 
     # Export the filtered list as CSV.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.shortcuts import render
 
 from accounts.decorators import org_required
-from routing.catalog import model_catalog
+from routing.price_list import model_catalog
 
 
 @org_required

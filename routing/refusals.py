@@ -17,6 +17,7 @@ from ledger.errors import BudgetExceeded, InsufficientBalance, LedgerError
 from ledger.models import Account, AccountKind, Budget, BudgetCounter, UsageRecord, UsageStatus
 from ledger.money import ZERO, money_format, wallet_name
 from ledger.periods import period_end, period_start
+from routing.pricing import price_per_token_max
 
 PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly", "total": "total"}
 MILLION = Decimal(1_000_000)
@@ -26,22 +27,35 @@ def _tokens(n: int) -> str:
     return f"{n:,}"
 
 
+def _tops(prices: Any) -> tuple[Decimal, Decimal]:
+    """The input- and output-side prices per 1M tokens the hold was sized with (the dearest
+    part of each side, as `routing.pricing.hold_amount` does)."""
+    try:
+        return price_per_token_max(prices)
+    except (AttributeError, TypeError, ValueError):  # a hand-built Prices without derivations
+        return prices.input, prices.output
+
+
 def _why(
     *, currency: str, prices: Any, multiplier: Decimal, prompt_upper: int, completion_upper: int
 ) -> str:
     """How the hold was sized: the output limit times the output price (plus the input)."""
+    if prices is None:
+        return ""
+    top_in, top_out = _tops(prices)
     parts = []
-    if completion_upper and prices is not None:
-        per_m = prices.output * multiplier
+    if completion_upper:
         parts.append(
             f"up to {_tokens(completion_upper)} output tokens (max_tokens, or the model's "
-            f"default when not set) × {money_format(per_m, currency)} per 1M"
+            f"default when not set) × {money_format(top_out * multiplier, currency)} per 1M"
         )
-    if prompt_upper and prices is not None:
-        per_m = prices.input * multiplier
+    if prompt_upper:
         parts.append(
-            f"up to {_tokens(prompt_upper)} input tokens × {money_format(per_m, currency)} per 1M"
+            f"up to {_tokens(prompt_upper)} input tokens × "
+            f"{money_format(top_in * multiplier, currency)} per 1M"
         )
+    if getattr(prices, "per_request", None):
+        parts.append(f"{money_format(prices.per_request * multiplier, currency)} per request")
     return " + ".join(parts)
 
 
@@ -49,12 +63,19 @@ def _fitting_max_tokens(
     *, left: Decimal, prices: Any, multiplier: Decimal, prompt_upper: int
 ) -> int | None:
     """The largest max_tokens whose hold would fit in what is left (None: none would)."""
-    if prices is None or prices.output <= 0 or multiplier <= 0:
+    if prices is None or multiplier <= 0:
         return None
-    rest = left - Decimal(prompt_upper) * prices.input * multiplier / MILLION
+    top_in, top_out = _tops(prices)
+    if top_out <= 0:
+        return None
+    rest = (
+        left
+        - Decimal(prompt_upper) * top_in * multiplier / MILLION
+        - (getattr(prices, "per_request", None) or 0) * multiplier
+    )
     if rest <= 0:
         return None
-    fits = int(rest * MILLION / (prices.output * multiplier))
+    fits = int(rest * MILLION / (top_out * multiplier))
     return fits if fits >= 1 else None
 
 

@@ -267,11 +267,13 @@ def checkout_start(
 
 def _checkout_session_create(*, org, topup, cents, success_url, cancel_url):
     extra: dict[str, Any] = {}
+    # Copied onto the PaymentIntent and its charge: refunds and disputes carry it.
+    intent_data: dict[str, Any] = {"metadata": {"org_id": str(org.pk), "topup_id": str(topup.pk)}}
     if topup.currency == Currency.CREDIT:
         # Save the card for auto top-up (charged off-session later, only if the owner turns
         # auto top-up on).
         extra["customer_creation"] = "always"
-        extra["payment_intent_data"] = {"setup_future_usage": "off_session"}
+        intent_data["setup_future_usage"] = "off_session"
     if topup.currency == Currency.RMB:
         extra["payment_method_types"] = CHECKOUT_METHODS[Currency.RMB]
         extra["payment_method_options"] = {"wechat_pay": {"client": "web"}}
@@ -291,8 +293,7 @@ def _checkout_session_create(*, org, topup, cents, success_url, cancel_url):
         **extra,
         client_reference_id=str(topup.pk),
         metadata={"org_id": str(org.pk), "topup_id": str(topup.pk)},
-        # Copied onto the PaymentIntent and its charge: refunds and disputes carry it.
-        payment_intent_data={"metadata": {"org_id": str(org.pk), "topup_id": str(topup.pk)}},
+        payment_intent_data=intent_data,
         success_url=success_url,
         cancel_url=cancel_url,
     )

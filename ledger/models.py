@@ -446,6 +446,7 @@ class TopUpStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     PAID = "paid", "Paid"
     FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"  # the payer cancelled before paying; never credited
 
 
 class TopUp(models.Model):
@@ -551,6 +552,9 @@ class RedemptionBatch(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        verbose_name_plural = "redemption batches"
+
     def __str__(self) -> str:
         return f"{self.name} ({self.count} × {self.amount} {self.currency})"
 
@@ -574,3 +578,34 @@ class RedemptionCode(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}…"
+
+
+class WalletWatch(models.Model):
+    """What the owner set for one wallet: a low-balance alert (email and an optional signed
+    webhook) and, for Credit, auto top-up by a saved card. Checked by the beat sweep
+    (`ledger.tasks.wallets_watch`); the alert fires once per crossing and re-arms above it."""
+
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="wallet_watches")
+    currency = models.CharField(max_length=8, choices=Currency.choices)
+    alert_threshold = MoneyField(null=True, blank=True, default=None)  # None: no alert
+    alert_email = models.BooleanField(default=True)
+    webhook_url = models.URLField(blank=True, default="")
+    webhook_secret = models.CharField(max_length=64, blank=True, default="")
+    alerted_at = models.DateTimeField(null=True, blank=True)  # set when fired; cleared above
+    auto_topup_enabled = models.BooleanField(default=False)  # Credit only
+    auto_topup_threshold = MoneyField(null=True, blank=True, default=None)
+    auto_topup_amount = MoneyField(null=True, blank=True, default=None)
+    stripe_customer_id = models.CharField(max_length=120, blank=True, default="")
+    auto_topup_last_at = models.DateTimeField(null=True, blank=True)
+    auto_topup_last_error = models.CharField(max_length=500, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["org", "currency"], name="wallet_watch_one_per_wallet")
+        ]
+
+    def __str__(self) -> str:
+        return f"watch {self.org_id} {self.currency}"

@@ -35,7 +35,7 @@ from ledger.models import (
     UsageRecord,
     UsageStatus,
 )
-from ledger.money import ZERO, Currency
+from ledger.money import CURRENCY_SYMBOL, ZERO, Currency, wallet_name
 
 FORECAST_DAYS = 7
 TOP_LIMIT = 5
@@ -241,12 +241,19 @@ def overview_get(*, org: Organization, now: datetime | None = None) -> Overview:
         burn = week_burn[wallet.currency] / FORECAST_DAYS
         available = wallet.posted - wallet.held
         days = (available / burn).quantize(Decimal("0.1")) if burn > 0 else None
-        forecast.append({"currency": wallet.currency, "burn_per_day": burn, "days_left": days})
+        forecast.append(
+            {
+                "currency": wallet.currency,
+                "burn_per_day": burn,
+                "days_left": days,
+                "today": spend_today[wallet.currency],
+            }
+        )
     return Overview(
         wallets=[
             {
                 "currency": w.currency,
-                "label": Currency(w.currency).label,
+                "label": wallet_name(w.currency),
                 "posted": w.posted,
                 "held": w.held,
                 "available": w.posted - w.held,
@@ -360,8 +367,10 @@ def usage_series(
             values[index[row["day"]]] += row["cost"]
     return {
         "labels": [d.isoformat() for d in days],
+        # Axis labels carry the wallet's symbol (none when bars mix both wallets).
+        "symbol": CURRENCY_SYMBOL.get(currency, "") if stack_by != "wallet" else "",
         "datasets": [
-            {"label": label, "data": [str(v.normalize()) if v else "0" for v in values]}
+            {"label": label, "data": [format(v.normalize(), "f") if v else "0" for v in values]}
             for label, values in sorted(series.items(), key=lambda kv: -sum(kv[1]))
         ],
     }

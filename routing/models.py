@@ -56,6 +56,8 @@ class Model(models.Model):
     enabled = models.BooleanField(default=True)
     # Upper bound of completion tokens used to size holds when a request sets no max_tokens.
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Input plus output tokens the model accepts (shown on the Models page; informational).
+    context_window = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -132,3 +132,8 @@ def models_for_key(
     if allowed_models:
         models = models.filter(name__in=allowed_models)
     return list(models)
+
+
+def model_names_public() -> set[str]:
+    """Every public model name (the key form's allow-list is checked against it)."""
+    return set(Model.objects.values_list("name", flat=True))

@@ -97,6 +97,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.organization",
+                "config.context_processors.navigation",
             ],
         },
     },
@@ -163,6 +164,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "expire-holds": {"task": "ledger.tasks.expire_holds", "schedule": 30.0},
     "upstream-cost-drift": {"task": "ledger.tasks.upstream_cost_drift_check", "schedule": 3600.0},
+    "wallets-watch": {"task": "ledger.tasks.wallets_watch", "schedule": 60.0},
 }
 
 # --- Money and gateway ------------------------------------------------------

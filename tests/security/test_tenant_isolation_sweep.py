@@ -47,6 +47,8 @@ OBJECT_ARGS = {
     ],
     "ledger:budget_remove": lambda b: [{"budget_id": b.budget.pk}],
     "ledger:topup_test_pay": lambda b: [{"pk": b.topup.pk}],
+    "ledger:topup_receipt": lambda b: [{"pk": b.topup.pk}],
+    "projects:key_created": lambda b: [{"pk": b.key.pk}],
     "projects:edit": lambda b: [{"pk": b.project.pk}],
     "projects:archive": lambda b: [{"pk": b.project.pk}],
     "projects:key_edit": lambda b: [{"pk": b.key.pk}],

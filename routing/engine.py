@@ -237,6 +237,8 @@ class Plan:
     completion_upper: int
     prompt_estimate: int
     started: float = field(default_factory=time.monotonic)
+    # What a route could not take (a surface's own fields/tools), for the usage record.
+    dropped: Callable[[RouteEntry], list[str]] | None = None
 
 
 @dataclass(slots=True)
@@ -431,6 +433,7 @@ def _usage_dict(
         "error": error[:2000],
         "stream": plan.stream,
         "latency_ms": int((time.monotonic() - plan.started) * 1000),
+        "dropped": plan.dropped(route) if plan.dropped and route is not None else [],
     }
 
 
@@ -696,17 +699,20 @@ async def _completion_create(
     researcher_run_id: Any = None,
     upstream_headers: dict[str, str] | None = None,
     settle_after_response: bool = False,
+    endpoint: str | None = None,
+    dropped: Callable[[RouteEntry], list[str]] | None = None,
 ) -> CompletionResult:
     plan = await _plan(
         ctx=ctx,
         body=body,
         request_id=request_id,
         surface=surface,
-        endpoint="chat.completions" if surface == "openai" else "messages",
+        endpoint=endpoint or ("chat.completions" if surface == "openai" else "messages"),
         kind=kind,
         researcher_run_id=researcher_run_id,
         stream=False,
     )
+    plan.dropped = dropped
     client = http_client()
 
     async def call(route: RouteEntry):
@@ -987,6 +993,8 @@ async def _completion_stream(
     kind: str = "api",
     researcher_run_id: Any = None,
     upstream_headers: dict[str, str] | None = None,
+    endpoint: str | None = None,
+    dropped: Callable[[RouteEntry], list[str]] | None = None,
 ) -> StreamHandle:
     """Open a stream: route, hold, and read until the first content (fallback allowed until
     then). The caller must iterate `handle.events()` (or call `handle.aclose()`)."""
@@ -995,11 +1003,12 @@ async def _completion_stream(
         body=body,
         request_id=request_id,
         surface=surface,
-        endpoint="chat.completions" if surface == "openai" else "messages",
+        endpoint=endpoint or ("chat.completions" if surface == "openai" else "messages"),
         kind=kind,
         researcher_run_id=researcher_run_id,
         stream=True,
     )
+    plan.dropped = dropped
     if ctx.api_key_id is not None and not await ratelimit.stream_acquire(
         key_id=ctx.api_key_id, limit=ctx.max_concurrent_streams, request_id=request_id
     ):
@@ -1152,6 +1161,8 @@ async def completion_create(
     researcher_run_id: Any = None,
     upstream_headers: dict[str, str] | None = None,
     settle_after_response: bool = False,
+    endpoint: str | None = None,
+    dropped: Callable[[RouteEntry], list[str]] | None = None,
 ) -> CompletionResult:
     """One non-streamed chat completion (surface "openai") or message ("anthropic").
     `upstream_headers`: client headers the adapter may forward (e.g. `anthropic-beta`).
@@ -1166,6 +1177,8 @@ async def completion_create(
         researcher_run_id=researcher_run_id,
         upstream_headers=upstream_headers,
         settle_after_response=settle_after_response,
+        endpoint=endpoint,
+        dropped=dropped,
     )
 
 
@@ -1198,6 +1211,8 @@ async def completion_stream(
     kind: str = "api",
     researcher_run_id: Any = None,
     upstream_headers: dict[str, str] | None = None,
+    endpoint: str | None = None,
+    dropped: Callable[[RouteEntry], list[str]] | None = None,
 ) -> StreamHandle:
     """Open a stream: route, hold, and read until the first content (fallback allowed until
     then). The caller must iterate `handle.events()` (or call `handle.aclose()`); the stream's
@@ -1212,6 +1227,8 @@ async def completion_stream(
             kind=kind,
             researcher_run_id=researcher_run_id,
             upstream_headers=upstream_headers,
+            endpoint=endpoint,
+            dropped=dropped,
         )
     except BaseException as exc:
         status, code = _failure_of(exc)

@@ -161,11 +161,14 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "expire-holds": {"task": "ledger.tasks.expire_holds", "schedule": 30.0},
+    "purge-responses": {"task": "routing.tasks.responses_purge", "schedule": 3600.0},
 }
 
 # --- Money and gateway ------------------------------------------------------
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
 HOLD_TTL_SECONDS = env.int("HOLD_TTL_SECONDS", default=900)
+# Stored /v1/responses are deleted after this many days (routing.tasks.responses_purge).
+RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
 PROXY_MAX_BODY_BYTES = env.int("PROXY_MAX_BODY_BYTES", default=8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PROXY_MAX_BODY_BYTES
 # Gateway tuning (routing app): cooldown after N failures in a window, retries, caches.

@@ -51,11 +51,6 @@ def responses_sse_event(event: dict) -> bytes:
     )
 
 
-def _without_ids(items: list[dict]) -> list[dict]:
-    """Replayed items go to a native upstream without our ids (it never stored them)."""
-    return [{k: v for k, v in item.items() if k != "id"} for item in items]
-
-
 def _not_found(response_id: str) -> GatewayError:
     return GatewayError(
         404,
@@ -118,7 +113,8 @@ class ResponsesView(GatewayView):
         ctx = await authenticate(request)
         tr.request_validate(body)
         request_id = request.request_id
-        own = tr.items_with_ids(tr.input_items(body["input"])) if "input" in body else []
+        sent = tr.input_items(body["input"]) if "input" in body else []
+        own = tr.items_with_ids(sent)
         history: list[dict] = []
         previous = body.get("previous_response_id")
         if previous:
@@ -132,7 +128,7 @@ class ResponsesView(GatewayView):
                 )
             history = replay
         items = [*history, *own]
-        native = tr.native_request(body, items=[*_without_ids(history), *own])
+        native = tr.native_request(body, history=history, items=sent)
         chat, dropped = tr.request_to_chat(body, items=items, native=native)
 
         def dropped_for(route) -> list[str]:

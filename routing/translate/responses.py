@@ -252,12 +252,15 @@ def input_items(value) -> list[dict]:
 
 
 def items_with_ids(items: list[dict]) -> list[dict]:
-    """Stored input items carry ids, as OpenAI lists them."""
+    """Stored input items carry ids and typed content parts, as OpenAI lists them."""
     prefixes = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
     out = []
     for item in items:
         if not item.get("id"):
             item = {"id": new_id(prefixes.get(item.get("type"), "item")), **item}
+        if item.get("type") == "message" and isinstance(item.get("content"), str):
+            kind = "output_text" if item.get("role") == "assistant" else "input_text"
+            item = {**item, "content": [{"type": kind, "text": item["content"]}]}
         out.append(item)
     return out
 
@@ -473,11 +476,12 @@ def request_to_chat(body: dict, *, items: list[dict], native: dict) -> tuple[dic
     return chat, dropped
 
 
-def native_request(body: dict, *, items: list[dict]) -> dict:
+def native_request(body: dict, *, history: list[dict], items: list[dict]) -> dict:
     """The request an upstream serving /v1/responses gets: as sent, with the stored history
     replayed into `input` instead of a `previous_response_id` it never saw."""
     native = {k: v for k, v in body.items() if k != "previous_response_id"}
-    native["input"] = items
+    if history:
+        native["input"] = [*history, *items]
     return native
 
 
@@ -872,6 +876,8 @@ class ResponseEventStream:
     def _feed_native(self, event: dict) -> list[dict]:
         self._native = True
         kind = str(event.get("type") or "")
+        if kind in ("response.created", "response.in_progress"):
+            return []  # already sent by start(), under our id
         event = {**event, "sequence_number": self._seq}
         self._seq += 1
         if isinstance(event.get("response"), dict):
@@ -886,8 +892,6 @@ class ResponseEventStream:
             event["response"] = response
             if kind in ("response.completed", "response.incomplete", "response.failed"):
                 self.response = response
-        if kind in ("response.created", "response.in_progress"):
-            return []  # already sent by start(), under our id
         if kind == "error":
             self._error = {
                 "code": str(event.get("code") or "server_error"),

@@ -96,9 +96,13 @@ class _EventsHandle:
     async def events(self):
         for event in self.stream.start():
             yield event
-        async for chunk in self.handle.events():
-            for event in self.stream.feed(chunk):
-                yield event
+        chunks = self.handle.events()
+        try:
+            async for chunk in chunks:
+                for event in self.stream.feed(chunk):
+                    yield event
+        finally:
+            await chunks.aclose()  # settles now, not when the generator is collected
         for event in self.stream.finish():
             yield event
         await self.on_end(self.stream.response)

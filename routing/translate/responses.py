@@ -218,7 +218,7 @@ def input_items(value) -> list[dict]:
         if kind is None and "role" in item:
             item = {"type": "message", **item}
             kind = "message"
-        if kind not in ITEM_TYPES and kind not in HOSTED_ITEM_TYPES:
+        if not isinstance(kind, str) or (kind not in ITEM_TYPES and kind not in HOSTED_ITEM_TYPES):
             raise bad_request(
                 f"Invalid value for '{param}.type': {kind!r} is not a known input item type.",
                 param=f"{param}.type",

@@ -669,6 +669,8 @@ class ResponseEventStream:
         self._seq = 0
         self._output: list[dict] = []
         self._message: dict | None = None  # the open message item
+        self._reasoning: dict | None = None  # the open reasoning item (relays that send it)
+        self._thought: list[str] = []
         self._text: list[str] = []
         self._calls: dict[int, dict] = {}  # chat tool_call index -> open function_call item
         self._finish: str | None = None
@@ -710,8 +712,12 @@ class ResponseEventStream:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
+            thought = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(thought, str) and thought:
+                events += self._reasoning_delta(thought)
             text = delta.get("content")
             if isinstance(text, str) and text:
+                events += self._close_reasoning()
                 events += self._text_delta(text)
             for call in delta.get("tool_calls") or ():
                 if isinstance(call, dict):
@@ -762,6 +768,59 @@ class ResponseEventStream:
         )
         return events
 
+    def _reasoning_delta(self, text: str) -> list[dict]:
+        events = []
+        if self._reasoning is None:
+            index = len(self._output)
+            self._reasoning = {
+                "id": new_id("rs"),
+                "type": "reasoning",
+                "summary": [],
+                "_index": index,
+            }
+            self._output.append(self._reasoning)
+            events.append(
+                self._event(
+                    "response.output_item.added",
+                    output_index=index,
+                    item=self._public(self._reasoning),
+                )
+            )
+            events.append(
+                self._event(
+                    "response.reasoning_summary_part.added",
+                    item_id=self._reasoning["id"],
+                    output_index=index,
+                    summary_index=0,
+                    part={"type": "summary_text", "text": ""},
+                )
+            )
+        self._thought.append(text)
+        events.append(
+            self._event(
+                "response.reasoning_summary_text.delta",
+                item_id=self._reasoning["id"],
+                output_index=self._reasoning["_index"],
+                summary_index=0,
+                delta=text,
+            )
+        )
+        return events
+
+    def _close_reasoning(self) -> list[dict]:
+        if self._reasoning is None:
+            return []
+        item, index, text = self._reasoning, self._reasoning["_index"], "".join(self._thought)
+        part = {"type": "summary_text", "text": text}
+        item["summary"] = [part]
+        self._reasoning = None
+        common = {"item_id": item["id"], "output_index": index, "summary_index": 0}
+        return [
+            self._event("response.reasoning_summary_text.done", **common, text=text),
+            self._event("response.reasoning_summary_part.done", **common, part=part),
+            self._event("response.output_item.done", output_index=index, item=self._public(item)),
+        ]
+
     def _close_message(self) -> list[dict]:
         if self._message is None:
             return []
@@ -782,6 +841,7 @@ class ResponseEventStream:
         fn = call.get("function") or {}
         item = self._calls.get(index)
         if item is None:
+            events += self._close_reasoning()
             events += self._close_message()
             namespace, name = split_tool_name(str(fn.get("name") or ""), self.namespaces)
             item = {
@@ -837,7 +897,7 @@ class ResponseEventStream:
                 }
                 return [self._event("response.failed", response=self.response)]
             return []
-        events = self._close_message()
+        events = self._close_reasoning() + self._close_message()
         for item in self._calls.values():
             item["status"] = "completed"
             events.append(

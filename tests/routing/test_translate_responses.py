@@ -262,3 +262,35 @@ def test_a_broken_stream_ends_in_response_failed():
     assert events[-1]["type"] == "response.failed"
     assert events[-1]["response"]["error"]["message"] == "The upstream stream broke"
     assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Hi"
+
+
+def test_reasoning_from_a_relay_streams_as_a_reasoning_item_before_the_message():
+    events = _events(
+        [
+            _delta(reasoning_content="Thinking"),
+            _delta(reasoning_content=" hard"),
+            _delta(content="Answer"),
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+            {
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": 3,
+                    "completion_tokens": 9,
+                    "completion_tokens_details": {"reasoning_tokens": 6},
+                },
+            },
+        ]
+    )
+    kinds = [e["type"] for e in events]
+    assert kinds[2:5] == [
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+    ]
+    assert kinds.index("response.reasoning_summary_text.done") < kinds.index(
+        "response.content_part.added"
+    )
+    final = events[-1]["response"]
+    assert [i["type"] for i in final["output"]] == ["reasoning", "message"]
+    assert final["output"][0]["summary"] == [{"type": "summary_text", "text": "Thinking hard"}]
+    assert final["usage"]["output_tokens_details"] == {"reasoning_tokens": 6}

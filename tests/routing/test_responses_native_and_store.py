@@ -270,3 +270,56 @@ def test_input_items_follow_the_conversation_they_were_sent_in(gateway, upstream
     stored = StoredResponse.objects.get(pk=second.id)
     assert stored.previous_response_id == first.id
     assert len(stored.context_items) == 3  # one, its answer, two
+
+
+def test_a_failing_native_route_falls_back_to_a_translated_one_which_names_what_it_dropped(
+    gateway, upstream, tenant
+):
+    from tests.mocks.anthropic_upstream import MockAnthropic
+
+    claude = MockAnthropic().start()
+    try:
+        claude.call_tools = False
+        apply(
+            [
+                {
+                    "name": "official",
+                    "provider": "openai",
+                    "base_url": upstream.base_url,
+                    "responses": True,
+                },
+                {"name": "claude-b", "provider": "anthropic", "base_url": claude.base_url},
+            ],
+            [
+                {
+                    "name": MODEL,
+                    "routes": [
+                        {
+                            "upstream": "official",
+                            "model": "fault-503",
+                            "price": {"input": "1", "output": "4"},
+                        },
+                        {
+                            "upstream": "claude-b",
+                            "model": "claude-1",
+                            "price": {"input": "3", "output": "15"},
+                        },
+                    ],
+                }
+            ],
+        )
+        raw = gateway.client(tenant.key).responses.with_raw_response.create(
+            model=MODEL, input="News?", tools=[WEB, FN]
+        )
+        response = raw.parse()
+        assert response.output_text.startswith("Hello from the Anthropic mock")
+        assert raw.headers["x-tokenforge-fallback"] == "true"
+        assert raw.headers["x-tokenforge-route"] == "claude-b/claude-1"
+        assert raw.headers["x-tokenforge-dropped"] == "web_search"
+        assert [r["path"] for r in upstream.requests] == ["/v1/responses"] * 2  # try + retry
+        record = UsageRecord.objects.get(request_id=raw.headers["x-request-id"])
+        assert record.fallback and record.dropped == ["web_search"]
+        assert [a["status"] for a in record.attempts] == ["503", "503", "ok"]
+        assert record.cost == (Decimal(21) * 3 + Decimal(11) * 15) / 1_000_000
+    finally:
+        claude.stop()

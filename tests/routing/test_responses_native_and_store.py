@@ -141,6 +141,12 @@ def test_a_relay_gets_chat_completions_and_hosted_tools_are_dropped_and_named(
     assert "_responses" not in sent["body"] and "include" not in sent["body"]
     record = UsageRecord.objects.get(request_id=raw.headers["x-request-id"])
     assert record.dropped == ["web_search", "include"]
+    story = httpx.get(
+        gateway.url + "/v1/generation",
+        params={"id": raw.headers["x-request-id"]},
+        headers={"authorization": f"Bearer {tenant.key}"},
+    ).json()
+    assert story["endpoint"] == "responses"
 
 
 def test_the_routing_file_takes_responses_only_on_openai_upstreams_and_exports_it(db, upstream):

@@ -147,6 +147,17 @@ def test_a_relay_gets_chat_completions_and_hosted_tools_are_dropped_and_named(
         headers={"authorization": f"Bearer {tenant.key}"},
     ).json()
     assert story["endpoint"] == "responses"
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/responses",
+        json={"model": MODEL, "input": "News?", "tools": [WEB], "stream": True},
+        headers={"authorization": f"Bearer {tenant.key}"},
+        timeout=30,
+    ) as streamed:
+        assert streamed.headers["x-tokenforge-dropped"] == "web_search"
+        assert streamed.headers["content-type"].startswith("text/event-stream")
+        body = "".join(streamed.iter_text())
+    assert body.startswith("event: response.created\n") and "event: response.completed" in body
 
 
 def test_the_routing_file_takes_responses_only_on_openai_upstreams_and_exports_it(db, upstream):

@@ -243,3 +243,39 @@ def test_the_agents_sdk_runs_an_agent_with_one_function_tool(gateway, upstream_k
     assert [(r.prompt_tokens, r.completion_tokens) for r in records] == [
         (u.input_tokens, u.output_tokens) for u in reported
     ]
+
+
+def test_the_agents_sdk_streams_an_agent_run_with_one_function_tool(gateway, upstream_kind, tenant):
+    from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+
+    kind, server = upstream_kind
+    set_tracing_disabled(True)
+
+    @function_tool
+    def weather(city: str) -> str:
+        """Weather for a city."""
+        return f"rain in {city}"
+
+    async def run():
+        client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key=tenant.key, max_retries=0)
+        agent = Agent(
+            name="forecaster",
+            tools=[weather],
+            model=OpenAIResponsesModel(model=MODEL, openai_client=client),
+        )
+        try:
+            result = Runner.run_streamed(agent, "Weather in Paris?")
+            kinds = [event.type async for event in result.stream_events()]
+            return result, kinds
+        finally:
+            await client.close()
+
+    result, kinds = asyncio.run(run())
+    assert result.final_output == "Tool said: rain in Paris"
+    assert "raw_response_event" in kinds and "run_item_stream_event" in kinds
+    records = list(UsageRecord.objects.filter(org=tenant.org).order_by("created_at", "id"))
+    assert len(records) == 2 and all(r.stream and r.endpoint == "responses" for r in records)
+    reported = [r.usage for r in result.raw_responses]
+    assert [(r.prompt_tokens, r.completion_tokens) for r in records] == [
+        (u.input_tokens, u.output_tokens) for u in reported
+    ]

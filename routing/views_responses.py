@@ -187,6 +187,55 @@ class ResponsesView(GatewayView):
         return answer
 
 
+class ResponseCompactView(GatewayView):
+    """`POST /v1/responses/compact` (Codex's remote compaction): the conversation summarised
+    by the model on whatever upstream serves it, billed like any request (endpoint
+    "responses.compact"); never stored."""
+
+    async def post(self, request):
+        body = body_parse(request)
+        ctx = await authenticate(request)
+        tr.request_validate({k: v for k, v in body.items() if k != "stream"})
+        items = tr.input_items(body["input"]) if "input" in body else []
+        previous = body.get("previous_response_id")
+        if previous:
+            replay = await db_call(stored_response_replay, org_id=ctx.org_id, response_id=previous)
+            if replay is None:
+                raise GatewayError(
+                    404,
+                    f"Previous response with id '{previous}' not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+            items = [*replay, *items]
+        if not items:
+            raise bad_request("'input' must not be empty.", param="input", code="invalid_value")
+        result = await engine.completion_create(
+            ctx=ctx,
+            body=tr.compact_request_to_chat(body, items=items),
+            request_id=request.request_id,
+            endpoint="responses.compact",
+            settle_after_response=settle_after_response(),
+        )
+        choice = ((result.body or {}).get("choices") or [{}])[0] or {}
+        summary = str((choice.get("message") or {}).get("content") or "")
+        usage = result.usage
+        compacted = {
+            "id": tr.new_id("resp"),
+            "object": "response.compaction",
+            "created_at": int(time.time()),
+            "output": tr.compacted_output(items, summary),
+            "usage": tr.usage_object(
+                {
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+                }
+            ),
+        }
+        return settled_response(result, compacted)
+
+
 class ResponseDetailView(GatewayView):
     async def get(self, request, response_id: str):
         ctx = await authenticate(request)
@@ -241,6 +290,7 @@ class ResponseInputItemsView(GatewayView):
 
 urlpatterns = [
     path("responses", ResponsesView.as_view(), name="responses"),
+    path("responses/compact", ResponseCompactView.as_view(), name="responses-compact"),
     path("responses/<str:response_id>", ResponseDetailView.as_view(), name="response-detail"),
     path(
         "responses/<str:response_id>/input_items",

@@ -1047,3 +1047,49 @@ def native_event_to_chunk(event: dict) -> dict:
     else:
         chunk["choices"] = []
     return chunk
+
+
+# --- /v1/responses/compact ---------------------------------------------------------------------
+
+COMPACT_PROMPT = (
+    "Summarize the conversation above for the model that will continue it: the task, what "
+    "has been done (commands, files, tool results that matter), decisions taken and what "
+    "remains. Be complete but concise; answer with the summary only."
+)
+SUMMARY_PREFIX = "Summary of the conversation so far (compacted by the gateway):\n\n"
+
+
+def compact_request_to_chat(body: dict, *, items: list[dict]) -> dict:
+    """A summarisation request over the conversation, on any upstream. Tools stay declared
+    (some providers refuse tool calls in history without them) but may not be called."""
+    messages, _ = messages_from_items(items, instructions=body.get("instructions"))
+    messages.append({"role": "user", "content": COMPACT_PROMPT})
+    tools, _ = tools_to_chat(body.get("tools"))
+    declared = {t["function"]["name"] for t in tools}
+    for item in items:
+        name = _tool_name(item) if item.get("type") == "function_call" else None
+        if name and name not in declared:
+            declared.add(name)
+            tools.append(_function_to_chat({}, name))
+    chat: dict[str, Any] = {"model": body["model"], "messages": messages}
+    if tools:
+        chat["tools"] = tools
+        chat["tool_choice"] = "none"
+    return chat
+
+
+def compacted_output(items: list[dict], summary: str) -> list[dict]:
+    """What replaces the client's history: its own user messages verbatim, then the summary
+    (OpenAI keeps user messages too; its opaque compaction item has no portable form)."""
+    kept = [
+        item
+        for item in items_with_ids(items)
+        if item.get("type") == "message" and item.get("role") == "user"
+    ]
+    summary_item = {
+        "id": new_id("msg"),
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_text", "text": SUMMARY_PREFIX + summary}],
+    }
+    return [*kept, summary_item]

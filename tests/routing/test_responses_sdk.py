@@ -279,3 +279,32 @@ def test_the_agents_sdk_streams_an_agent_run_with_one_function_tool(gateway, ups
     assert [(r.prompt_tokens, r.completion_tokens) for r in records] == [
         (u.input_tokens, u.output_tokens) for u in reported
     ]
+
+
+def test_compact_summarises_the_conversation_on_any_upstream_and_is_billed(
+    gateway, upstream_kind, tenant
+):
+    kind, server = upstream_kind
+    client = gateway.client(tenant.key)
+    history = [
+        {"role": "user", "content": "Fix the failing test."},
+        {"type": "function_call", "call_id": "c1", "name": "exec_command", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "1 failed"},
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Found it."}],
+        },
+    ]
+    compacted = client.responses.compact(model=MODEL, input=history, instructions="You code.")
+    assert compacted.object == "response.compaction" and compacted.id.startswith("resp_")
+    assert [item.role for item in compacted.output] == ["user", "user"]
+    assert compacted.output[0].content[0].text == "Fix the failing test."
+    summary = compacted.output[1].content[0].text
+    assert summary.startswith("Summary of the conversation so far") and "Hello from the" in summary
+    sent = json.dumps(server.requests[-1]["body"])
+    assert "1 failed" in sent and "Summarize the conversation above" in sent
+    record = _last_record(tenant.org)
+    assert record.endpoint == "responses.compact" and record.status == "settled"
+    assert record.prompt_tokens == compacted.usage.input_tokens
+    assert record.completion_tokens == compacted.usage.output_tokens

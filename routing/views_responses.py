@@ -60,6 +60,23 @@ def _not_found(response_id: str) -> GatewayError:
     )
 
 
+async def _history(ctx, body: dict) -> list[dict]:
+    """The stored conversation `previous_response_id` continues (404 when this organization
+    has no such response: unknown, deleted, stored with store=false, or another tenant's)."""
+    previous = body.get("previous_response_id")
+    if not previous:
+        return []
+    replay = await db_call(stored_response_replay, org_id=ctx.org_id, response_id=previous)
+    if replay is None:
+        raise GatewayError(
+            404,
+            f"Previous response with id '{previous}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+    return replay
+
+
 async def _save(*, ctx, request_id: str, response: dict, own: list, context: list) -> None:
     try:
         await db_call(
@@ -119,18 +136,7 @@ class ResponsesView(GatewayView):
         request_id = request.request_id
         sent = tr.input_items(body["input"]) if "input" in body else []
         own = tr.items_with_ids(sent)
-        history: list[dict] = []
-        previous = body.get("previous_response_id")
-        if previous:
-            replay = await db_call(stored_response_replay, org_id=ctx.org_id, response_id=previous)
-            if replay is None:
-                raise GatewayError(
-                    404,
-                    f"Previous response with id '{previous}' not found.",
-                    param="previous_response_id",
-                    code="previous_response_not_found",
-                )
-            history = replay
+        history = await _history(ctx, body)
         items = [*history, *own]
         native = tr.native_request(body, history=history, items=sent)
         chat, dropped = tr.request_to_chat(body, items=items, native=native)
@@ -197,17 +203,7 @@ class ResponseCompactView(GatewayView):
         ctx = await authenticate(request)
         tr.request_validate({k: v for k, v in body.items() if k != "stream"})
         items = tr.input_items(body["input"]) if "input" in body else []
-        previous = body.get("previous_response_id")
-        if previous:
-            replay = await db_call(stored_response_replay, org_id=ctx.org_id, response_id=previous)
-            if replay is None:
-                raise GatewayError(
-                    404,
-                    f"Previous response with id '{previous}' not found.",
-                    param="previous_response_id",
-                    code="previous_response_not_found",
-                )
-            items = [*replay, *items]
+        items = [*await _history(ctx, body), *items]
         if not items:
             raise bad_request("'input' must not be empty.", param="input", code="invalid_value")
         result = await engine.completion_create(

@@ -28,7 +28,7 @@ from routing.responses_store import (
 )
 from routing.translate import responses as tr
 from routing.validation import body_parse
-from routing.views import (
+from routing.views_base import (
     GatewayView,
     json_response,
     settle_after_response,
@@ -37,8 +37,6 @@ from routing.views import (
 )
 
 log = logging.getLogger("routing.views_responses")
-
-DROPPED_HEADER = "x-tokenforge-dropped"
 
 
 def responses_sse_event(event: dict) -> bytes:
@@ -95,20 +93,14 @@ async def _save(*, ctx, request_id: str, response: dict, own: list, context: lis
 class _EventsHandle:
     """The engine's stream handle seen as Responses events (what `sse_response` iterates)."""
 
-    def __init__(
-        self, handle: engine.StreamHandle, stream: tr.ResponseEventStream, on_end, dropped
-    ):
+    def __init__(self, handle: engine.StreamHandle, stream: tr.ResponseEventStream, on_end):
         self.handle = handle
         self.stream = stream
         self.on_end = on_end
-        self.dropped = dropped
 
     @property
     def headers(self) -> dict[str, str]:
-        headers = dict(self.handle.headers)
-        if self.dropped and not self.handle.held.route.target.responses:
-            headers[DROPPED_HEADER] = ", ".join(self.dropped)
-        return headers
+        return self.handle.headers  # x-tokenforge-dropped included when the route dropped any
 
     async def events(self):
         for event in self.stream.start():
@@ -165,7 +157,7 @@ class ResponsesView(GatewayView):
             stream = tr.ResponseEventStream(
                 body=body, response_id=response_id, created_at=created_at, model=public
             )
-            wrapped = _EventsHandle(handle, stream, on_end, dropped)
+            wrapped = _EventsHandle(handle, stream, on_end)
             return sse_response(wrapped, encode=responses_sse_event, done=None)
         result = await engine.completion_create(
             **options, settle_after_response=settle_after_response()
@@ -187,10 +179,7 @@ class ResponsesView(GatewayView):
             },
         )
         await on_end(response)
-        answer = settled_response(result, response)
-        if dropped and tr.NATIVE_RESPONSE_KEY not in result.body:
-            answer.headers[DROPPED_HEADER] = ", ".join(dropped)
-        return answer
+        return settled_response(result, response)
 
 
 class ResponseCompactView(GatewayView):

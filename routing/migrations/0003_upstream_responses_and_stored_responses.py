@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('accounts', '0001_initial'),
         ('projects', '0001_initial'),
-        ('routing', '0001_upstreams_models_routes'),
+        ('routing', '0002_route_price_parts'),
     ]
 
     operations = [

@@ -292,6 +292,7 @@ USAGE_GROUPS = {
     "route": ("upstream", "upstream_model"),
     "wallet": ("wallet",),
     "project": ("project_id", "project__name"),
+    "endpoint": ("endpoint",),  # chat.completions, messages, responses, embeddings
 }
 
 
@@ -340,6 +341,8 @@ def _group_label(group_by: str, row: dict) -> str:
         return f"{row['upstream']} · {row['upstream_model']}"
     if group_by == "project":
         return row["project__name"] or "(no project)"
+    if group_by == "endpoint":
+        return row["endpoint"] or "(none)"
     return row["wallet"] or "(none)"
 
 

@@ -79,6 +79,7 @@ def _model_load(name: str) -> ModelEntry | None:
                     base_url=up.base_url,
                     api_key=up.api_key,
                     timeout=float(up.timeout),
+                    responses=up.responses,
                 ),
                 context_window=route.context_window,
             )

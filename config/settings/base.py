@@ -163,6 +163,7 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "expire-holds": {"task": "ledger.tasks.expire_holds", "schedule": 30.0},
+    "purge-responses": {"task": "routing.tasks.responses_purge", "schedule": 3600.0},
     "upstream-cost-drift": {"task": "ledger.tasks.upstream_cost_drift_check", "schedule": 3600.0},
     "wallets-watch": {"task": "ledger.tasks.wallets_watch", "schedule": 60.0},
 }
@@ -173,6 +174,8 @@ FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
 # and each hold lives at least its route's timeout x tries + 60 s (routing.engine._hold_ttl),
 # so a slow upstream (timeouts go up to 3,600 s) never outlives its hold (docs/billing.md).
 HOLD_TTL_SECONDS = env.int("HOLD_TTL_SECONDS", default=900)
+# Stored /v1/responses are deleted after this many days (routing.tasks.responses_purge).
+RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
 # A stream writes ahead what it has delivered this often, so a crashed worker's stream is
 # charged for it by the expiry sweep instead of being forgiven.
 ROUTING_STREAM_CHECKPOINT_SECONDS = env.float("ROUTING_STREAM_CHECKPOINT_SECONDS", default=5.0)

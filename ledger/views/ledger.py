@@ -37,6 +37,7 @@ CSV_COLUMN_FIELDS = {
     "created_at": "created_at",
     "request_id": "request_id",
     "kind": "kind",
+    "endpoint": "endpoint",
     "status": "status",
     "project": "project__name",
     "api_key": "api_key__prefix",

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('accounts', '0001_initial'),
         ('projects', '0001_initial'),
-        ('routing', '0002_route_price_parts'),
+        ('routing', '0003_wallet_names_and_model_context_window'),
     ]
 
     operations = [

@@ -192,13 +192,18 @@ class Budget(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Removed budgets stop applying but keep their counters (history); never deleted.
     removed_at = models.DateTimeField(null=True, blank=True)
+    # An AI Researcher run's own budget (period `total`): its steps' holds reserve against it
+    # like a project's or key's budget (researcher sits above ledger: an id, not a key).
+    researcher_run_id = models.UUIDField(null=True, blank=True, unique=True)
 
     objects = TenantManager()
 
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(project__isnull=False) ^ Q(api_key__isnull=False),
+                condition=Q(project__isnull=False, api_key__isnull=True, researcher_run_id__isnull=True)
+                | Q(project__isnull=True, api_key__isnull=False, researcher_run_id__isnull=True)
+                | Q(project__isnull=True, api_key__isnull=True, researcher_run_id__isnull=False),
                 name="budget_one_owner",
             ),
             models.UniqueConstraint(
@@ -256,6 +261,9 @@ class Hold(models.Model):
         BudgetCounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     key_counter = models.ForeignKey(
+        BudgetCounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    run_counter = models.ForeignKey(  # an AI Researcher step: its run's budget
         BudgetCounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     request_id = models.CharField(max_length=64, blank=True, db_index=True)

@@ -113,9 +113,10 @@ def _usage_record_failed(**kwargs):
 
 
 async def _ledger_place(
-    *, hold_id, org_id, currency, amount, project_id, api_key_id, request_id
+    *, hold_id, org_id, currency, amount, project_id, api_key_id, request_id, researcher_run_id=None
 ) -> None:
     kwargs = {
+        "researcher_run_id": researcher_run_id,  # a researcher step: its run's budget too
         "hold_id": hold_id,
         "org_id": org_id,
         "currency": currency,
@@ -451,6 +452,7 @@ async def _place(plan: Plan, route: RouteEntry) -> HeldRoute:
             project_id=plan.ctx.project_id,
             api_key_id=plan.ctx.api_key_id,
             request_id=plan.request_id,
+            researcher_run_id=plan.researcher_run_id,
         )
     )
     try:

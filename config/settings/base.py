@@ -161,6 +161,7 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "expire-holds": {"task": "ledger.tasks.expire_holds", "schedule": 30.0},
+    "researcher-recover": {"task": "researcher.tasks.runs_recover", "schedule": 60.0},
 }
 
 # --- Money and gateway ------------------------------------------------------
@@ -177,6 +178,14 @@ ROUTING_RETRY_BACKOFF_SECONDS = env.float("ROUTING_RETRY_BACKOFF_SECONDS", defau
 ROUTING_DEFAULT_MAX_OUTPUT_TOKENS = env.int("ROUTING_DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
 ROUTING_KEY_CACHE_SECONDS = env.int("ROUTING_KEY_CACHE_SECONDS", default=30)
 ROUTING_TABLE_CACHE_SECONDS = env.int("ROUTING_TABLE_CACHE_SECONDS", default=5)
+# AI Researcher (docs/researcher.md): the default model of a run, an optional price-history
+# source (a URL template with {ticker} answering date,open,high,low,close,volume CSV), the
+# smallest output a step may be lowered to before the run stops at its budget, time limits.
+RESEARCHER_DEFAULT_MODEL = env("RESEARCHER_DEFAULT_MODEL", default="demo-gpt")
+RESEARCHER_PRICE_SOURCE_URL = env("RESEARCHER_PRICE_SOURCE_URL", default="")
+RESEARCHER_MIN_STEP_TOKENS = env.int("RESEARCHER_MIN_STEP_TOKENS", default=64)
+RESEARCHER_STEP_TIMEOUT_SECONDS = env.int("RESEARCHER_STEP_TIMEOUT_SECONDS", default=180)
+RESEARCHER_RUN_TIMEOUT_SECONDS = env.int("RESEARCHER_RUN_TIMEOUT_SECONDS", default=1800)
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 # /metrics (Prometheus): Bearer token; unset means the endpoint answers 404.

@@ -180,7 +180,10 @@ def _checks(scoped: bool) -> list[tuple[str, str, list[str], bool]]:
                                 FROM {hold} h WHERE project_counter_id IS NOT NULL {org_h}
                               UNION ALL
                               SELECT key_counter_id, status, amount, captured_amount
-                                FROM {hold} h WHERE key_counter_id IS NOT NULL {org_h}) x
+                                FROM {hold} h WHERE key_counter_id IS NOT NULL {org_h}
+                              UNION ALL
+                              SELECT run_counter_id, status, amount, captured_amount
+                                FROM {hold} h WHERE run_counter_id IS NOT NULL {org_h}) x
                        GROUP BY counter_id
                  ) h ON h.counter_id = c.id
                 WHERE 1 = 1 {org_b} AND ("""
@@ -235,6 +238,9 @@ def _checks(scoped: bool) -> list[tuple[str, str, list[str], bool]]:
                       UNION ALL
                       SELECT h.id, h.key_counter_id FROM {hold} h
                        WHERE h.key_counter_id IS NOT NULL {org_h}
+                      UNION ALL
+                      SELECT h.id, h.run_counter_id FROM {hold} h
+                       WHERE h.run_counter_id IS NOT NULL {org_h}
                  ) hc ON hc.hold_id = h.id
                  LEFT JOIN {counter} c ON c.id = hc.counter_id
                  LEFT JOIN {budget} b ON b.id = c.budget_id

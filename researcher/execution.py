@@ -356,7 +356,9 @@ async def _execute(run_id) -> str:
                 if exc.code == "budget_exceeded" and "run total budget" in exc.message:
                     raise _Stop(RunStatus.STOPPED_BUDGET) from None
                 if exc.status in (400, 401, 402, 403, 404) or failures + 1 >= STEP_TRIES:
-                    raise _Stop(RunStatus.FAILED, f"the {name} step failed: {exc.message}") from None
+                    raise _Stop(
+                        RunStatus.FAILED, f"the {name} step failed: {exc.message}"
+                    ) from None
                 failures += 1
                 continue
             text = _content(result.body)

@@ -445,9 +445,7 @@ def run_cancel(*, run: ResearchRun) -> ResearchRun:
         finished_at=now,
         error="cancelled before it started",
     )
-    ResearchRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(
-        cancel_requested=True
-    )
+    ResearchRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(cancel_requested=True)
     run.refresh_from_db()
     return run
 

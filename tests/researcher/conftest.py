@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 from datetime import date, timedelta
-from decimal import Decimal
 
 import pytest
 

@@ -40,7 +40,6 @@ from routing.selectors import model_entry_get
 
 log = logging.getLogger("researcher.execution")
 
-LEASE_SECONDS = 60
 POLL_SECONDS = 0.5
 MAX_EXECUTIONS = 3  # a run taken over more often than this ends failed
 STEP_TRIES = 2  # a step that failed after the engine's own retries and fallback is tried again
@@ -63,7 +62,7 @@ def run_claim(*, run_id) -> bool:
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
         .update(
             status=RunStatus.RUNNING,
-            lease_until=now + timedelta(seconds=LEASE_SECONDS),
+            lease_until=now + timedelta(seconds=settings.RESEARCHER_LEASE_SECONDS),
             executions=F("executions") + 1,
             started_at=Coalesce(F("started_at"), now),
         )
@@ -75,7 +74,7 @@ def _lease_renew(*, run_id) -> bool:
     """Renew the lease; False when the run was cancelled (the flag) or is no longer running."""
     now = timezone.now()
     ResearchRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-        lease_until=now + timedelta(seconds=LEASE_SECONDS)
+        lease_until=now + timedelta(seconds=settings.RESEARCHER_LEASE_SECONDS)
     )
     row = ResearchRun.objects.filter(pk=run_id).values("status", "cancel_requested").first()
     return bool(row) and row["status"] == RunStatus.RUNNING and not row["cancel_requested"]

@@ -186,6 +186,9 @@ RESEARCHER_PRICE_SOURCE_URL = env("RESEARCHER_PRICE_SOURCE_URL", default="")
 RESEARCHER_MIN_STEP_TOKENS = env.int("RESEARCHER_MIN_STEP_TOKENS", default=64)
 RESEARCHER_STEP_TIMEOUT_SECONDS = env.int("RESEARCHER_STEP_TIMEOUT_SECONDS", default=180)
 RESEARCHER_RUN_TIMEOUT_SECONDS = env.int("RESEARCHER_RUN_TIMEOUT_SECONDS", default=1800)
+# A worker renews its lease on a run while it works; after this long without renewal (the
+# worker died) the beat sweep hands the run to another worker.
+RESEARCHER_LEASE_SECONDS = env.int("RESEARCHER_LEASE_SECONDS", default=60)
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 # /metrics (Prometheus): Bearer token; unset means the endpoint answers 404.

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
+import time
 from datetime import date, timedelta
 
 import pytest
@@ -10,6 +14,7 @@ import pytest
 from ledger.models import Account, AccountKind, Hold, HoldStatus
 from ledger.services.reconcile import reconcile
 from tests.routing.conftest import (  # noqa: F401 - fixtures re-exported
+    ROOT,
     _mock_server,
     _mock_server_b,
     apply,
@@ -90,3 +95,114 @@ def redis_broker_url():
 def kill(process: subprocess.Popen) -> None:
     process.kill()
     process.wait(timeout=10)
+
+
+# --- a real Celery worker ------------------------------------------------------------------
+
+
+class Worker:
+    """`celery -A config worker` in a subprocess, on Redis and the test database."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def worker_start(**extra_env: str) -> Worker:
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.researcher.worker_settings",
+        "TEST_DATABASE_URL": f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "ROUTING_TABLE_CACHE_SECONDS": "0",
+        "ROUTING_RETRY_BACKOFF_SECONDS": "0.01",
+        "CONN_MAX_AGE": "0",
+        "LOG_LEVEL": "WARNING",
+        **extra_env,
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel=WARNING",
+            "-Q",
+            QUEUE,
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    return Worker(process)
+
+
+QUEUE = "researcher-tests"
+_sender: list = []
+
+
+def send_to_worker(run_id) -> None:
+    """Queue the run on Redis (the test process itself runs Celery eagerly)."""
+    from celery import Celery
+    from django.conf import settings
+
+    if not _sender:
+        _sender.append(Celery("researcher-tests", broker=settings.REDIS_URL))
+    _sender[0].send_task("researcher.tasks.research_run_execute", args=[str(run_id)], queue=QUEUE)
+
+
+@pytest.fixture
+def queue_on_redis(monkeypatch):
+    from celery import Celery
+    from django.conf import settings
+
+    from researcher import services
+
+    Celery("purge", broker=settings.REDIS_URL).connection_for_write().default_channel.queue_purge(
+        QUEUE
+    )
+    monkeypatch.setattr(services, "run_enqueue", lambda run_id: send_to_worker(run_id))
+
+
+@pytest.fixture
+def worker(queue_on_redis):
+    started = worker_start()
+    yield started
+    started.stop()
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {predicate}")
+
+
+def run_status(run_id) -> str:
+    from researcher.models import ResearchRun
+
+    return ResearchRun.objects.get(pk=run_id).status

@@ -206,3 +206,50 @@ def run_status(run_id) -> str:
     from researcher.models import ResearchRun
 
     return ResearchRun.objects.get(pk=run_id).status
+
+
+def member_client(org, role: str = "owner"):
+    from django.test import Client
+
+    from tests.factories import MembershipFactory
+
+    client = Client()
+    client.force_login(MembershipFactory(org=org, role=role).user)
+    return client
+
+
+PROMPT = "Summarise the market today. " * 60  # ~1800 characters: its hold covers the mock's usage
+
+
+def api_call(t, model: str = "researcher-model") -> str:
+    """One ordinary API request through the engine in process; returns its request id."""
+    import asyncio
+    import uuid
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    from routing.auth import key_context_for
+    from routing.db import pg_pool_close
+    from routing.engine import completion_create
+
+    ctx = key_context_for(org_id=t.org.pk, project_id=t.project.pk, api_key_id=t.api_key.pk)
+    request_id = "req_" + uuid.uuid4().hex
+
+    async def call():
+        try:
+            await completion_create(
+                ctx=ctx,
+                body={
+                    "model": model,
+                    "messages": [{"role": "user", "content": PROMPT}],
+                    "max_tokens": 300,
+                },
+                request_id=request_id,
+            )
+        finally:
+            await pg_pool_close()
+            await sync_to_async(connections.close_all, thread_sensitive=False)()
+
+    asyncio.run(call())
+    return request_id

@@ -17,7 +17,8 @@ def demo_prices_csv(*, days: int = 260, start: date = date(2025, 1, 2), base: fl
     day, close, n = start, base, 0
     while n < days:
         if day.weekday() < 5:
-            drift = 0.0018 + 0.012 * math.sin(n / 9) / 3 - (0.01 if 180 <= n < 200 else 0)
+            noise = ((n * 7919) % 13 - 6) / 350  # about +-1.7 %, deterministic
+            drift = 0.0012 + 0.004 * math.sin(n / 9) + noise - (0.006 if 180 <= n < 200 else 0)
             open_ = close
             close = max(1.0, close * (1 + drift))
             high = max(open_, close) * 1.012

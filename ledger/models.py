@@ -29,6 +29,14 @@ class AccountKind(models.TextChoices):
     GRANTS = "grants", "Grants and promotions"
     ADJUSTMENTS = "adjustments", "Refunds and adjustments"
     SHORTFALL = "shortfall", "Shortfall (cost above hold)"
+    # An organization's monthly AI Researcher allowance (org set), spent before its wallet,
+    # funded from the operator's promotions account (org null).
+    ALLOWANCE = "allowance", "Researcher allowance"
+    PROMOTIONS = "promotions", "Promotions (researcher allowances)"
+
+
+# Accounts an organization holds money in: holds reserve on them, postings move `posted`.
+FUNDING_KINDS = (AccountKind.WALLET, AccountKind.ALLOWANCE)
 
 
 class Account(models.Model):
@@ -61,12 +69,12 @@ class Account(models.Model):
             models.CheckConstraint(condition=Q(held__gte=0), name="account_held_non_negative"),
             # The no-overdraft rule, as the database's last line of defence.
             models.CheckConstraint(
-                condition=~Q(kind="wallet") | Q(posted__gte=F("held")),
+                condition=~Q(kind__in=["wallet", "allowance"]) | Q(posted__gte=F("held")),
                 name="wallet_available_non_negative",
             ),
             models.CheckConstraint(
-                condition=Q(kind="wallet", org__isnull=False)
-                | Q(~Q(kind="wallet"), org__isnull=True),
+                condition=Q(kind__in=["wallet", "allowance"], org__isnull=False)
+                | Q(~Q(kind__in=["wallet", "allowance"]), org__isnull=True),
                 name="account_wallet_has_org",
             ),
         ]
@@ -87,6 +95,7 @@ class TransactionKind(models.TextChoices):
     USAGE = "usage", "Usage"
     ADJUSTMENT = "adjustment", "Adjustment"
     REFUND = "refund", "Refund"
+    ALLOWANCE = "allowance", "Researcher allowance (monthly)"
 
 
 class ImmutableQuerySet(TenantQuerySet):
@@ -201,7 +210,9 @@ class Budget(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(project__isnull=False, api_key__isnull=True, researcher_run_id__isnull=True)
+                condition=Q(
+                    project__isnull=False, api_key__isnull=True, researcher_run_id__isnull=True
+                )
                 | Q(project__isnull=True, api_key__isnull=False, researcher_run_id__isnull=True)
                 | Q(project__isnull=True, api_key__isnull=True, researcher_run_id__isnull=False),
                 name="budget_one_owner",

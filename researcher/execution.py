@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from ledger.models import Hold, HoldStatus, UsageRecord, UsageStatus
 from ledger.money import ZERO, to_money
+from ledger.services.allowance import allowance_refresh
 from ledger.services.holds import hold_void
 from researcher.figures import figures_markdown
 from researcher.models import ACTIVE_STATUSES, ResearchRun, ResearchStep, RunStatus, StepStatus
@@ -284,6 +285,7 @@ async def _execute(run_id) -> str:
     if run.executions > MAX_EXECUTIONS:
         raise _Stop(RunStatus.FAILED, f"the run's worker stopped {run.executions - 1} times")
     await db_call(_steps_settle_lost, run=run)
+    await db_call(allowance_refresh, org_id=run.org_id, currency=run.budget_currency)
     ctx = await db_call(run_context, run=run)
     model = await db_call(model_entry_get, name=run.model)
     if model is None:

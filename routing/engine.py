@@ -141,7 +141,7 @@ async def _ledger_place(
                 outcome = "orm"  # the ORM path names the budget that refused
         if outcome == "placed":
             return
-        if outcome == "insufficient":
+        if outcome == "insufficient" and researcher_run_id is None:
             raise InsufficientBalance(currency)
     await db_call(_hold_place, **kwargs)
 

@@ -189,6 +189,13 @@ RESEARCHER_RUN_TIMEOUT_SECONDS = env.int("RESEARCHER_RUN_TIMEOUT_SECONDS", defau
 # A worker renews its lease on a run while it works; after this long without renewal (the
 # worker died) the beat sweep hands the run to another worker.
 RESEARCHER_LEASE_SECONDS = env.int("RESEARCHER_LEASE_SECONDS", default=60)
+# Every organization's free monthly researcher allowance per currency ("CREDIT:1.00,RMB:5"),
+# funded from the promotions account and spent before its wallets; none by default.
+RESEARCHER_MONTHLY_ALLOWANCE = dict(
+    item.split(":", 1)
+    for item in env.list("RESEARCHER_MONTHLY_ALLOWANCE", default=[])
+    if ":" in item
+)
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 # /metrics (Prometheus): Bearer token; unset means the endpoint answers 404.

@@ -144,15 +144,19 @@ def hold_place(
                 expires_at=params["expires"],
                 created_at=now,
             )
-        if outcome == "insufficient":
+        if outcome == "insufficient" and researcher_run_id is None:
             raise InsufficientBalance(currency)
     with transaction.atomic():
-        wallet_id = _wallet_id(org_id, currency)
-        reserved = Account.objects.filter(pk=wallet_id, posted__gte=F("held") + amount).update(
-            held=F("held") + amount
-        )
-        if reserved != 1:
-            raise InsufficientBalance(currency)
+        wallet_id = None
+        if researcher_run_id is not None:  # the monthly allowance pays first
+            wallet_id = _allowance_reserve(org_id=org_id, currency=currency, amount=amount)
+        if wallet_id is None:
+            wallet_id = _wallet_id(org_id, currency)
+            reserved = Account.objects.filter(pk=wallet_id, posted__gte=F("held") + amount).update(
+                held=F("held") + amount
+            )
+            if reserved != 1:
+                raise InsufficientBalance(currency)
         counters = _reserve_budgets(
             currency=currency,
             amount=amount,
@@ -172,6 +176,19 @@ def hold_place(
             request_id=request_id,
             expires_at=now + timedelta(seconds=ttl),
         )
+
+
+def _allowance_reserve(*, org_id: int, currency: str, amount: Decimal) -> int | None:
+    """Reserve on the org's researcher allowance when it can pay the whole hold."""
+    allowance = Account.objects.filter(
+        org_id=org_id, currency=currency, kind=AccountKind.ALLOWANCE
+    ).values_list("pk", flat=True)
+    for account_id in allowance:
+        if Account.objects.filter(pk=account_id, posted__gte=F("held") + amount).update(
+            held=F("held") + amount
+        ):
+            return account_id
+    return None
 
 
 def _instance(model_class, /, **values):
@@ -511,7 +528,10 @@ def _fast() -> bool:
 _PLACE_SQL = """
 WITH wal AS (
     SELECT id FROM ledger_account
-    WHERE org_id = %(org)s::bigint AND currency = %(currency)s::varchar AND kind = 'wallet'
+    WHERE org_id = %(org)s::bigint AND currency = %(currency)s::varchar AND (kind = 'wallet'
+        OR (kind = 'allowance' AND %(run)s::uuid IS NOT NULL
+            AND posted - held >= %(amount)s::numeric))
+    ORDER BY kind = 'wallet' LIMIT 1
 ), bud AS (
     SELECT b.id, b.amount, b.project_id IS NOT NULL AS is_project,
         b.researcher_run_id IS NOT NULL AS is_run,

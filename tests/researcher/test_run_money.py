@@ -22,6 +22,13 @@ from tests.researcher.conftest import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(params=["statement", "orm"])
+def money_path(request, settings):
+    """PostgreSQL's one-statement holds, and the ORM path SQLite (`make run`) takes."""
+    settings.LEDGER_FAST_PATH = request.param == "statement"
+    return request.param
+
+
 def _create(t, **overrides) -> ResearchRun:
     run, _ = run_create(
         org_id=t.org.pk, project_id=t.project.pk, data=run_body(**overrides), enqueue=False
@@ -29,7 +36,9 @@ def _create(t, **overrides) -> ResearchRun:
     return run
 
 
-def test_a_run_completes_and_its_step_charges_add_up_to_its_spend_and_the_wallet_drop(upstream):
+def test_a_run_completes_and_its_step_charges_add_up_to_its_spend_and_the_wallet_drop(
+    upstream, money_path
+):
     t = make_tenant()
     research_routes(upstream.base_url)
     before = wallet(t.org).posted
@@ -58,7 +67,7 @@ def test_a_budget_too_small_for_the_first_step_is_refused_with_the_estimate(upst
     assert not ResearchRun.objects.exists()
 
 
-def test_a_small_budget_stops_the_run_at_the_budget_never_above(upstream):
+def test_a_small_budget_stops_the_run_at_the_budget_never_above(upstream, money_path):
     t = make_tenant()
     research_routes(upstream.base_url)
     upstream.prompt_tokens, upstream.completion_tokens = 400, 200  # 0.8 CREDIT a step

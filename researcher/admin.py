@@ -85,3 +85,23 @@ class ResearchRunAdmin(admin.ModelAdmin):
                 run_cancel(run=run)
                 cancelled += 1
         self.message_user(request, f"Cancel requested for {cancelled} run(s).", messages.INFO)
+
+
+@admin.register(ResearchStep)
+class ResearchStepAdmin(admin.ModelAdmin):
+    """Every step, read-only: its request id leads to the usage record and the ledger."""
+
+    list_display = ["request_id", "run", "name", "attempt", "status", "route", "paid_by", "cost"]
+    list_filter = ["status", "name", "paid_by"]
+    list_select_related = ["run"]
+    search_fields = ["request_id", "run__id"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

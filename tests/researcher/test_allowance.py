@@ -30,8 +30,10 @@ def _allowance(org) -> Account:
     return Account.objects.get(org=org, currency="CREDIT", kind=AccountKind.ALLOWANCE)
 
 
+@pytest.mark.parametrize("fast_path", [True, False], ids=["statement", "orm"])
 @override_settings(RESEARCHER_MONTHLY_ALLOWANCE={"CREDIT": "5"})
-def test_the_allowance_pays_for_steps_before_the_wallet(upstream):
+def test_the_allowance_pays_for_steps_before_the_wallet(upstream, settings, fast_path):
+    settings.LEDGER_FAST_PATH = fast_path
     t = make_tenant()
     research_routes(upstream.base_url)
     before = wallet(t.org).posted

@@ -10,11 +10,16 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from accounts.models import Role
+from config.pagination import BoundedLimitOffsetPagination
 from projects.api import OrgScopedMixin, int_param
 from projects.selectors import project_get
 from researcher import selectors
 from researcher.models import RunStatus
-from researcher.serializers import RunCreatedSerializer, RunCreateSerializer, RunSerializer
+from researcher.serializers import (
+    RunCreatedSerializer,
+    RunCreateSerializer,
+    RunSerializer,
+)
 from researcher.services import RunBudgetTooSmall, RunInputError, run_cancel, run_create
 
 
@@ -22,6 +27,7 @@ class ResearchRunViewSet(OrgScopedMixin, viewsets.ViewSet):
     """AI Researcher runs. Members and above start and cancel them; viewers read."""
 
     action_roles = {"create": Role.MEMBER, "cancel": Role.MEMBER}
+    pagination_class = BoundedLimitOffsetPagination
     lookup_value_regex = "[0-9a-fA-F-]{32,36}"
 
     def _run(self, pk):
@@ -51,9 +57,7 @@ class ResearchRunViewSet(OrgScopedMixin, viewsets.ViewSet):
     @property
     def paginator(self):
         if not hasattr(self, "_paginator"):
-            from config.pagination import BoundedLimitOffsetPagination
-
-            self._paginator = BoundedLimitOffsetPagination()
+            self._paginator = self.pagination_class()
         return self._paginator
 
     @extend_schema(request=RunCreateSerializer, responses={202: RunCreatedSerializer})

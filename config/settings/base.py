@@ -294,6 +294,8 @@ SPECTACULAR_SETTINGS = {
         "CurrencyEnum": "ledger.money.Currency",
         "UsageKindEnum": "ledger.models.UsageKind",
         "TransactionKindEnum": "ledger.models.TransactionKind",
+        "ResearchRunStatusEnum": "researcher.models.RunStatus",
+        "ResearchDepthEnum": "researcher.models.Depth",
     },
 }
 

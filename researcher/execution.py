@@ -43,7 +43,10 @@ log = logging.getLogger("researcher.execution")
 
 POLL_SECONDS = 0.5
 MAX_EXECUTIONS = 3  # a run taken over more often than this ends failed
-STEP_TRIES = 2  # a step that failed after the engine's own retries and fallback is tried again
+STEP_TRIES = 2
+QUEUED_TOO_LONG_SECONDS = (
+    300  # a step that failed after the engine's own retries and fallback is tried again
+)
 
 
 class _Stop(Exception):
@@ -416,6 +419,15 @@ def runs_recover(*, now=None) -> dict:
     stale = ResearchRun.objects.filter(status=RunStatus.RUNNING, lease_until__lt=now)
     counts = {"requeued": 0, "failed": 0, "cancelled": 0}
     from researcher.services import run_enqueue
+
+    # Queued too long (its message was lost, e.g. a broker restart): queue it again; a
+    # duplicate message is harmless, the lease lets one worker take the run.
+    waiting = ResearchRun.objects.filter(
+        status=RunStatus.QUEUED, created_at__lt=now - timedelta(seconds=QUEUED_TOO_LONG_SECONDS)
+    ).values_list("pk", flat=True)
+    for run_id in waiting[:100]:
+        run_enqueue(run_id=run_id)
+        counts["requeued"] += 1
 
     for run in stale:
         if run.cancel_requested:

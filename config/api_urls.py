@@ -5,5 +5,6 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("projects.api_urls")),
     path("", include("ledger.api_urls")),
+    path("", include("routing.api_urls")),
     path("", include("researcher.api_urls")),
 ]

@@ -65,6 +65,8 @@ OBJECT_ARGS = {
     "researcher:run_cancel": lambda b: [{"run_id": b.run.pk}],
     "api-research-runs-detail": lambda b: [{"pk": b.run.pk}],
     "api-research-runs-cancel": lambda b: [{"pk": b.run.pk}],
+    "api-project-forecast": lambda b: [{"pk": b.project.pk}],
+    "api-key-forecast": lambda b: [{"pk": b.key.pk}],
 }
 FORM = {
     "name": "stolen",

@@ -31,9 +31,11 @@ def _allowance(org) -> Account:
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["statement", "orm"])
-@override_settings(RESEARCHER_MONTHLY_ALLOWANCE={"CREDIT": "5"})
 def test_the_allowance_pays_for_steps_before_the_wallet(upstream, settings, fast_path):
+    # One way of overriding settings per test: mixing override_settings with the `settings`
+    # fixture would leak the allowance into later tests.
     settings.LEDGER_FAST_PATH = fast_path
+    settings.RESEARCHER_MONTHLY_ALLOWANCE = {"CREDIT": "5"}
     t = make_tenant()
     research_routes(upstream.base_url)
     before = wallet(t.org).posted

@@ -5,6 +5,7 @@ its budget, the project never above its own, and reconcile passes."""
 from __future__ import annotations
 
 import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -33,7 +34,7 @@ def test_a_small_run_budget_holds_while_api_traffic_hits_the_same_project(upstre
     t = make_tenant()
     research_routes(upstream.base_url)
     upstream.prompt_tokens, upstream.completion_tokens = 400, 200  # 0.8 CREDIT a request
-    project_limit = Decimal("60")
+    project_limit = Decimal("90")
     budget_set(
         org=t.org, currency="CREDIT", amount=project_limit, period="month", project=t.project
     )
@@ -48,6 +49,7 @@ def test_a_small_run_budget_holds_while_api_traffic_hits_the_same_project(upstre
 
     def traffic():
         try:
+            wait_for(lambda: run_status(run.pk) != "queued", timeout=60)
             while not stop.is_set():
                 try:
                     api_call(t)
@@ -55,6 +57,7 @@ def test_a_small_run_budget_holds_while_api_traffic_hits_the_same_project(upstre
                     refused.append(exc.code)
                     if exc.status == 402:
                         return
+                time.sleep(0.05)
         finally:
             connections.close_all()
 

@@ -80,6 +80,15 @@ def run_as_dict(run: ResearchRun, *, steps: bool = True, detail: bool = True) ->
     return data
 
 
+def allowances_of(*, org_id: int) -> list:
+    """The organization's researcher allowance accounts (what is left this month)."""
+    from ledger.models import Account, AccountKind
+
+    return list(
+        Account.objects.for_org(org_id).filter(kind=AccountKind.ALLOWANCE).order_by("currency")
+    )
+
+
 def run_chart(run: ResearchRun) -> dict:
     """Per ticker: dates, closes and moving averages for the run page's chart."""
     return {ticker: chart_series(rows) for ticker, rows in (run.prices or {}).items()}

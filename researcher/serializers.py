@@ -8,7 +8,7 @@ from ledger.money import Currency
 from researcher.models import Depth, RunStatus
 
 
-class BudgetInSerializer(serializers.Serializer):
+class RunBudgetInSerializer(serializers.Serializer):
     currency = serializers.ChoiceField(choices=Currency.choices)
     amount = serializers.CharField(help_text="A decimal string, greater than zero.")
 
@@ -19,13 +19,13 @@ class RunCreateSerializer(serializers.Serializer):
     tickers = serializers.ListField(child=serializers.CharField(), min_length=1)
     depth = serializers.ChoiceField(choices=Depth.choices, required=False)
     model = serializers.CharField(required=False, help_text="Default: RESEARCHER_DEFAULT_MODEL.")
-    budget = BudgetInSerializer()
+    budget = RunBudgetInSerializer()
     prices = serializers.CharField(
         required=False, allow_blank=True, help_text="CSV: date,open,high,low,close,volume"
     )
 
 
-class EstimateSerializer(serializers.Serializer):
+class RunEstimateSerializer(serializers.Serializer):
     currency = serializers.CharField()
     min = serializers.CharField()
     max = serializers.CharField()
@@ -34,10 +34,10 @@ class EstimateSerializer(serializers.Serializer):
 class RunCreatedSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=RunStatus.choices)
-    estimate = EstimateSerializer()
+    estimate = RunEstimateSerializer()
 
 
-class StepSerializer(serializers.Serializer):
+class RunStepSerializer(serializers.Serializer):
     request_id = serializers.CharField()
     name = serializers.CharField()
     attempt = serializers.IntegerField()
@@ -54,7 +54,7 @@ class StepSerializer(serializers.Serializer):
     error = serializers.CharField()
 
 
-class BudgetOutSerializer(serializers.Serializer):
+class RunBudgetSerializer(serializers.Serializer):
     currency = serializers.CharField()
     amount = serializers.CharField()
 
@@ -68,13 +68,13 @@ class RunSerializer(serializers.Serializer):
     model = serializers.CharField()
     project = serializers.CharField()
     started_by = serializers.CharField()
-    budget = BudgetOutSerializer()
+    budget = RunBudgetSerializer()
     spent = serializers.CharField()
-    estimate = EstimateSerializer()
+    estimate = RunEstimateSerializer()
     error = serializers.CharField()
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
-    steps = StepSerializer(many=True, required=False)
+    steps = RunStepSerializer(many=True, required=False)
     figures = serializers.DictField(required=False)
     report = serializers.CharField(required=False)

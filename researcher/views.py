@@ -69,7 +69,13 @@ def runs(request):
     return render(
         request,
         "researcher/runs.html",
-        {"title": "Researcher", "form": form, "runs": rows, "can_run": _can_run(request)},
+        {
+            "title": "Researcher",
+            "form": form,
+            "runs": rows,
+            "can_run": _can_run(request),
+            "allowances": selectors.allowances_of(org_id=request.org.pk),
+        },
     )
 
 

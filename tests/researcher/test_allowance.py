@@ -18,6 +18,7 @@ from tests.researcher.conftest import (
     api_call,
     assert_reconciled,
     make_tenant,
+    member_client,
     research_routes,
     run_body,
     wallet,
@@ -49,6 +50,8 @@ def test_the_allowance_pays_for_steps_before_the_wallet(upstream, settings, fast
     grant = Transaction.objects.get(kind="allowance", org=t.org)
     promotions = Posting.objects.get(transaction=grant, account__kind=AccountKind.PROMOTIONS)
     assert promotions.amount == Decimal("-5")
+    page = member_client(t.org).get("/dashboard/researcher/").content.decode()
+    assert "Free researcher allowance left this month" in page
     api_id = api_call(t)  # API traffic never touches the allowance
     assert wallet(t.org).posted == before - UsageRecord.objects.get(request_id=api_id).cost
     assert_reconciled()

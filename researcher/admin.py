@@ -82,7 +82,7 @@ class ResearchRunAdmin(admin.ModelAdmin):
         cancelled = 0
         for run in queryset:
             if run.is_active:
-                run_cancel(run=run)
+                run_cancel(run=run, actor=request.user)
                 cancelled += 1
         self.message_user(request, f"Cancel requested for {cancelled} run(s).", messages.INFO)
 

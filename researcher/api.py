@@ -94,4 +94,4 @@ class ResearchRunViewSet(OrgScopedMixin, viewsets.ViewSet):
     @extend_schema(request=None, responses=RunSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        return Response(selectors.run_as_dict(run_cancel(run=self._run(pk))))
+        return Response(selectors.run_as_dict(run_cancel(run=self._run(pk), actor=request.user)))

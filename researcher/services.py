@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from ledger.models import Budget, BudgetCounter, Hold, HoldStatus, Period
 from ledger.money import Currency, to_money
 from researcher.figures import PriceDataError, figures_compute, prices_parse
@@ -424,6 +425,18 @@ def run_create(
             soft_threshold=Decimal("9"),  # a run's budget is a hard stop: no alert email
         )
         BudgetCounter.objects.create(budget=budget, period_start="1970-01-01")
+        audit_record(
+            org=run.org,
+            actor=user,
+            action="research_run.start",
+            target=run,
+            changes={
+                "model": run.model,
+                "depth": run.depth,
+                "budget": f"{run.budget_amount.normalize():f} {run.budget_currency}",
+                "api_key": api_key_id,
+            },
+        )
         if enqueue:
             transaction.on_commit(lambda: run_enqueue(run_id=run.pk))
     return run, estimate
@@ -435,17 +448,21 @@ def run_enqueue(*, run_id) -> None:
     research_run_execute.delay(str(run_id))
 
 
-def run_cancel(*, run: ResearchRun) -> ResearchRun:
+def run_cancel(*, run: ResearchRun, actor: Any | None = None) -> ResearchRun:
     """Queued: cancelled at once. Running: flagged; the worker stops the current step (its
     hold is voided by the engine) within a second. Finished runs are left as they are."""
     now = timezone.now()
-    ResearchRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+    stopped = ResearchRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
         status=RunStatus.CANCELLED,
         cancel_requested=True,
         finished_at=now,
         error="cancelled before it started",
     )
-    ResearchRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(cancel_requested=True)
+    stopped += ResearchRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(
+        cancel_requested=True
+    )
+    if stopped:
+        audit_record(org=run.org, actor=actor, action="research_run.cancel", target=run)
     run.refresh_from_db()
     return run
 

@@ -172,6 +172,6 @@ def run_markdown(request, run_id):
 @require_POST
 def run_cancel_view(request, run_id):
     run = _run_or_404(request, run_id)
-    run_cancel(run=run)
+    run_cancel(run=run, actor=request.user)
     messages.info(request, "Cancel requested: the current step stops and its hold is released.")
     return redirect("researcher:run", run_id=run.pk)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from accounts.models import AuditEvent
 from researcher import services
 from researcher.execution import run_execute
 from researcher.models import ResearchRun
@@ -122,3 +123,5 @@ def test_viewers_cannot_start_or_cancel_and_other_orgs_get_404(upstream, no_work
     member = member_client(t.org, "member")
     member.post(reverse("researcher:run_cancel", args=[run.pk]))
     assert ResearchRun.objects.get(pk=run.pk).status == "cancelled"
+    actions = set(AuditEvent.objects.filter(org=t.org).values_list("action", flat=True))
+    assert {"research_run.start", "research_run.cancel"} <= actions

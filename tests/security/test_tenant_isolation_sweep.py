@@ -16,7 +16,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.models import Invitation, Membership
+from accounts.models import ApiToken, Invitation, Membership
+from accounts.tokens import api_token_create
 from ledger.models import Budget, TopUp
 from ledger.services.budgets import budget_set
 from researcher.models import ResearchRun
@@ -65,6 +66,8 @@ OBJECT_ARGS = {
     "researcher:run_cancel": lambda b: [{"run_id": b.run.pk}],
     "api-research-runs-detail": lambda b: [{"pk": b.run.pk}],
     "api-research-runs-cancel": lambda b: [{"pk": b.run.pk}],
+    "accounts:api_token_revoke": lambda b: [{"token_id": b.api_token.pk}],
+    "api-tokens-revoke": lambda b: [{"pk": b.api_token.pk}],
     "api-project-forecast": lambda b: [{"pk": b.project.pk}],
     "api-key-forecast": lambda b: [{"pk": b.key.pk}],
 }
@@ -142,6 +145,7 @@ def victim(other_tenant):
         budget_currency="CREDIT",
         budget_amount="1",
     )
+    b.api_token = api_token_create(user=b.users["owner"]).token
     return b
 
 
@@ -156,6 +160,7 @@ def _state(b) -> dict:
         "budgets": sorted(Budget.objects.filter(org=b.org).values_list("pk", "amount")),
         "topup": TopUp.objects.get(pk=b.topup.pk).status,
         "run": ResearchRun.objects.get(pk=b.run.pk).status,
+        "api_token": ApiToken.objects.get(pk=b.api_token.pk).revoked_at,
     }
 
 

@@ -36,7 +36,7 @@ from researcher.steps import DEPTHS, step_messages
 from routing import engine
 from routing.db import db_call, pg_pool_close
 from routing.errors import GatewayError
-from routing.pricing import prompt_tokens_upper
+from routing.request_bounds import prompt_tokens_upper  # the bound the engine holds for
 from routing.selectors import model_entry_get
 
 log = logging.getLogger("researcher.execution")

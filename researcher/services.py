@@ -25,7 +25,8 @@ from researcher.figures import PriceDataError, figures_compute, prices_parse
 from researcher.models import ACTIVE_STATUSES, Depth, ResearchRun, RunStatus
 from researcher.steps import DEPTHS, step_messages
 from routing.auth import KeyContext, key_context_for
-from routing.pricing import hold_amount, prompt_tokens_estimate, prompt_tokens_upper
+from routing.pricing import hold_amount, prompt_tokens_estimate
+from routing.request_bounds import prompt_tokens_upper  # the bound the engine holds for
 from routing.selectors import ModelEntry, RouteEntry, model_entry_get
 
 TICKER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-=^]{0,14}$")

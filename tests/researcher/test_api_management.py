@@ -4,9 +4,9 @@ OpenAPI schema; roles apply; another organization's run is a 404."""
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.tokens import api_token_create
 from researcher import services
 from researcher.models import ResearchRun
 from tests.factories import MembershipFactory
@@ -24,7 +24,7 @@ def _api(org, role="owner", token=False) -> APIClient:
     user = MembershipFactory(org=org, role=role).user
     api = APIClient()
     if token:
-        api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user).secret}")
     else:
         api.force_login(user)
     return api

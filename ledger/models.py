@@ -31,6 +31,14 @@ class AccountKind(models.TextChoices):
     SHORTFALL = "shortfall", "Shortfall (cost above hold)"
     # What customers owe after a card refund or dispute took back more than their wallet held.
     RECEIVABLE = "receivable", "Receivable (refunds and disputes beyond the wallet)"
+    # An organization's monthly AI Researcher allowance (org set), spent before its wallet,
+    # funded from the operator's promotions account (org null).
+    ALLOWANCE = "allowance", "Researcher allowance"
+    PROMOTIONS = "promotions", "Promotions (researcher allowances)"
+
+
+# Accounts an organization holds money in: holds reserve on them, postings move `posted`.
+FUNDING_KINDS = (AccountKind.WALLET, AccountKind.ALLOWANCE)
 
 
 class Account(models.Model):
@@ -63,12 +71,12 @@ class Account(models.Model):
             models.CheckConstraint(condition=Q(held__gte=0), name="account_held_non_negative"),
             # The no-overdraft rule, as the database's last line of defence.
             models.CheckConstraint(
-                condition=~Q(kind="wallet") | Q(posted__gte=F("held")),
+                condition=~Q(kind__in=["wallet", "allowance"]) | Q(posted__gte=F("held")),
                 name="wallet_available_non_negative",
             ),
             models.CheckConstraint(
-                condition=Q(kind="wallet", org__isnull=False)
-                | Q(~Q(kind="wallet"), org__isnull=True),
+                condition=Q(kind__in=["wallet", "allowance"], org__isnull=False)
+                | Q(~Q(kind__in=["wallet", "allowance"]), org__isnull=True),
                 name="account_wallet_has_org",
             ),
         ]
@@ -89,6 +97,7 @@ class TransactionKind(models.TextChoices):
     USAGE = "usage", "Usage"
     ADJUSTMENT = "adjustment", "Adjustment"
     REFUND = "refund", "Refund"
+    ALLOWANCE = "allowance", "Researcher allowance (monthly)"
     # A card payment refunded or disputed at Stripe (negative), or a dispute won (positive).
     CHARGEBACK = "chargeback", "Card refund or dispute"
 
@@ -196,13 +205,20 @@ class Budget(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Removed budgets stop applying but keep their counters (history); never deleted.
     removed_at = models.DateTimeField(null=True, blank=True)
+    # An AI Researcher run's own budget (period `total`): its steps' holds reserve against it
+    # like a project's or key's budget (researcher sits above ledger: an id, not a key).
+    researcher_run_id = models.UUIDField(null=True, blank=True, unique=True)
 
     objects = TenantManager()
 
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(project__isnull=False) ^ Q(api_key__isnull=False),
+                condition=Q(
+                    project__isnull=False, api_key__isnull=True, researcher_run_id__isnull=True
+                )
+                | Q(project__isnull=True, api_key__isnull=False, researcher_run_id__isnull=True)
+                | Q(project__isnull=True, api_key__isnull=True, researcher_run_id__isnull=False),
                 name="budget_one_owner",
             ),
             models.UniqueConstraint(
@@ -260,6 +276,9 @@ class Hold(models.Model):
         BudgetCounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     key_counter = models.ForeignKey(
+        BudgetCounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    run_counter = models.ForeignKey(  # an AI Researcher step: its run's budget
         BudgetCounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     request_id = models.CharField(max_length=64, blank=True, db_index=True)

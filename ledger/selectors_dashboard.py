@@ -425,6 +425,8 @@ def transactions_filtered(*, org: Organization, flt: LedgerFilter) -> QuerySet:
         qs = qs.filter(postings__account__org=org, postings__account__currency=flt.wallet)
     if flt.kind and flt.kind in TransactionKind.values:
         qs = qs.filter(kind=flt.kind)
+    elif flt.kind in UsageKind.values:  # API or Researcher usage only
+        qs = qs.filter(kind=TransactionKind.USAGE, usage__kind=flt.kind)
     if flt.start:
         qs = qs.filter(created_at__gte=day_start(flt.start))
     if flt.end:
@@ -576,7 +578,7 @@ def balance_drop(*, org: Organization, currency: str, start: date, end: date) ->
 
 
 def budgets_active(*, org: Organization) -> QuerySet:
-    qs = Budget.objects.for_org(org)
+    qs = Budget.objects.for_org(org).filter(researcher_run_id__isnull=True)  # not a run's
     if any(f.name == "removed_at" for f in Budget._meta.get_fields()):
         qs = qs.filter(removed_at__isnull=True)
     return qs

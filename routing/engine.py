@@ -126,9 +126,19 @@ def _usage_record_failed(**kwargs):
 
 
 async def _ledger_place(
-    *, hold_id, org_id, currency, amount, project_id, api_key_id, request_id, ttl
+    *,
+    hold_id,
+    org_id,
+    currency,
+    amount,
+    project_id,
+    api_key_id,
+    request_id,
+    ttl,
+    researcher_run_id=None,
 ) -> None:
     kwargs = {
+        "researcher_run_id": researcher_run_id,  # a researcher step: its run's budget too
         "hold_id": hold_id,
         "org_id": org_id,
         "currency": currency,
@@ -151,7 +161,7 @@ async def _ledger_place(
                 outcome = "orm"  # the ORM path names the budget that refused
         if outcome == "placed":
             return
-        if outcome == "insufficient":
+        if outcome == "insufficient" and researcher_run_id is None:
             raise InsufficientBalance(currency)
     await db_call(_hold_place, **kwargs, ttl_seconds=ttl)
 
@@ -559,6 +569,7 @@ async def _place(plan: Plan, route: RouteEntry) -> HeldRoute:
             api_key_id=plan.ctx.api_key_id,
             request_id=plan.request_id,
             ttl=ttl,
+            researcher_run_id=plan.researcher_run_id,
         )
     )
     try:

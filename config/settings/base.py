@@ -164,6 +164,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "expire-holds": {"task": "ledger.tasks.expire_holds", "schedule": 30.0},
     "purge-responses": {"task": "routing.tasks.responses_purge", "schedule": 3600.0},
+    "researcher-recover": {"task": "researcher.tasks.runs_recover", "schedule": 60.0},
     "upstream-cost-drift": {"task": "ledger.tasks.upstream_cost_drift_check", "schedule": 3600.0},
     "wallets-watch": {"task": "ledger.tasks.wallets_watch", "schedule": 60.0},
 }
@@ -190,6 +191,24 @@ ROUTING_RETRY_BACKOFF_SECONDS = env.float("ROUTING_RETRY_BACKOFF_SECONDS", defau
 ROUTING_DEFAULT_MAX_OUTPUT_TOKENS = env.int("ROUTING_DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
 ROUTING_KEY_CACHE_SECONDS = env.int("ROUTING_KEY_CACHE_SECONDS", default=30)
 ROUTING_TABLE_CACHE_SECONDS = env.int("ROUTING_TABLE_CACHE_SECONDS", default=5)
+# AI Researcher (docs/researcher.md): the default model of a run, an optional price-history
+# source (a URL template with {ticker} answering date,open,high,low,close,volume CSV), the
+# smallest output a step may be lowered to before the run stops at its budget, time limits.
+RESEARCHER_DEFAULT_MODEL = env("RESEARCHER_DEFAULT_MODEL", default="demo-gpt")
+RESEARCHER_PRICE_SOURCE_URL = env("RESEARCHER_PRICE_SOURCE_URL", default="")
+RESEARCHER_MIN_STEP_TOKENS = env.int("RESEARCHER_MIN_STEP_TOKENS", default=64)
+RESEARCHER_STEP_TIMEOUT_SECONDS = env.int("RESEARCHER_STEP_TIMEOUT_SECONDS", default=180)
+RESEARCHER_RUN_TIMEOUT_SECONDS = env.int("RESEARCHER_RUN_TIMEOUT_SECONDS", default=1800)
+# A worker renews its lease on a run while it works; after this long without renewal (the
+# worker died) the beat sweep hands the run to another worker.
+RESEARCHER_LEASE_SECONDS = env.int("RESEARCHER_LEASE_SECONDS", default=60)
+# Every organization's free monthly researcher allowance per currency ("CREDIT:1.00,RMB:5"),
+# funded from the promotions account and spent before its wallets; none by default.
+RESEARCHER_MONTHLY_ALLOWANCE = dict(
+    item.split(":", 1)
+    for item in env.list("RESEARCHER_MONTHLY_ALLOWANCE", default=[])
+    if ":" in item
+)
 # Prices (docs/billing.md): headers in which an upstream states its own cost of a request, the
 # LiteLLM-format price catalog unset price parts follow (empty: the snapshot in routing/data),
 # and the computed-vs-reported upstream cost difference (a fraction) that raises a drift alert.
@@ -323,6 +342,8 @@ SPECTACULAR_SETTINGS = {
         "CurrencyEnum": "ledger.money.Currency",
         "UsageKindEnum": "ledger.models.UsageKind",
         "TransactionKindEnum": "ledger.models.TransactionKind",
+        "ResearchRunStatusEnum": "researcher.models.RunStatus",
+        "ResearchDepthEnum": "researcher.models.Depth",
     },
 }
 

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from projects.services import key_hash as hash_key
+from routing import cooldown
 from routing.db import db_call
 from routing.errors import GatewayError
 from routing.redis import async_redis, redis_errors, redis_failed, sync_redis
@@ -136,12 +137,30 @@ def on_key_revoked(key_hash: str) -> None:
             redis_failed(exc, "key revocation")
 
 
-async def _check_revocation_version() -> None:
+def _route_ids_of(model) -> list[int]:
+    """The routes of `model` when its entry is cached (no query), else none."""
+    if not isinstance(model, str):
+        return []
+    from routing.selectors import model_entry_cached
+
+    hit, entry = model_entry_cached(name=model)
+    return [r.route_id for r in entry.routes] if hit and entry is not None else []
+
+
+async def _check_revocation_version(model=None) -> None:
+    """One round trip: the revocation version and, when the model's routes are known, their
+    cooldown flags for the engine's plan (routing.cooldown.prefetch_store)."""
     client = async_redis()
     if client is None:
         return
+    route_ids = _route_ids_of(model)
     try:
-        version = await client.get(REVOCATION_VERSION_KEY)
+        if route_ids:
+            values = await client.mget([REVOCATION_VERSION_KEY, *cooldown.prefetch_keys(route_ids)])
+            version = values[0]
+            cooldown.prefetch_store(route_ids, values[1:])
+        else:
+            version = await client.get(REVOCATION_VERSION_KEY)
     except redis_errors as exc:
         redis_failed(exc, "key revocation")
         return
@@ -164,8 +183,9 @@ def _client_ip(request):
         return None
 
 
-async def authenticate(request) -> KeyContext:
-    """Resolve the caller's key or raise GatewayError 401/403."""
+async def authenticate(request, *, model=None) -> KeyContext:
+    """Resolve the caller's key or raise GatewayError 401/403. `model` (the body's, when the
+    view has parsed it) lets the same Redis round trip read its routes' cooldowns."""
     raw = raw_key_from(request)
     if not raw:
         raise GatewayError(
@@ -174,7 +194,7 @@ async def authenticate(request) -> KeyContext:
             code="invalid_api_key",
         )
     digest = hash_key(raw)
-    await _check_revocation_version()
+    await _check_revocation_version(model)
     now = time.monotonic()
     cached = _cache.get(digest)
     if cached is None or cached[0] < now:

@@ -8,6 +8,7 @@ in-process state, so the gateway keeps serving.
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 
 from django.conf import settings
 
@@ -29,6 +30,19 @@ return 0
 _local_failures: dict[int, list[float]] = {}
 _local_until: dict[int, float] = {}
 
+# Cooldown flags read by `routing.auth` in the same Redis round trip as the key's revocation
+# version (one MGET instead of a GET and an MGET per request): {route_id: cooling down}. Set
+# and consumed within one request's task; `cooled_down` falls back to its own MGET otherwise.
+_prefetched: ContextVar[dict[int, bool] | None] = ContextVar("tf_cooldown_prefetch", default=None)
+
+
+def prefetch_keys(route_ids: list[int]) -> list[str]:
+    return [f"{PREFIX}on:{rid}" for rid in route_ids]
+
+
+def prefetch_store(route_ids: list[int], values: list) -> None:
+    _prefetched.set({rid: v is not None for rid, v in zip(route_ids, values, strict=True)})
+
 
 def _conf() -> tuple[int, int, int]:
     return (
@@ -48,10 +62,15 @@ async def cooled_down(route_ids: list[int]) -> set[int]:
     if not route_ids:
         return set()
     cooled = {rid for rid in route_ids if _local_cooled(rid)}
+    prefetched = _prefetched.get()
+    if prefetched is not None:
+        _prefetched.set(None)  # read once: a later call in this request asks Redis again
+        if all(rid in prefetched for rid in route_ids):
+            return cooled | {rid for rid in route_ids if prefetched[rid]}
     client = async_redis()
     if client is not None:
         try:
-            values = await client.mget([f"{PREFIX}on:{rid}" for rid in route_ids])
+            values = await client.mget(prefetch_keys(route_ids))
             cooled |= {rid for rid, v in zip(route_ids, values, strict=True) if v is not None}
         except redis_errors as exc:
             redis_failed(exc, "cooldown")

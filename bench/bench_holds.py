@@ -111,6 +111,8 @@ def _usage(request_id: str, project_id: int, key_id: int) -> dict:
 
 def worker(env, ids, concurrency, seconds, start_at, queue) -> None:
     _django(env)
+    from django.conf import settings
+
     from routing.engine import _ledger_capture, _ledger_place
 
     org_id, project_id, key_id = ids
@@ -131,6 +133,7 @@ def worker(env, ids, concurrency, seconds, start_at, queue) -> None:
                     project_id=project_id,
                     api_key_id=key_id,
                     request_id=rid,
+                    ttl=settings.HOLD_TTL_SECONDS,  # what routing.engine._hold_ttl starts from
                 )
                 await _ledger_capture(
                     hold_id=hold_id,

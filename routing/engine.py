@@ -362,6 +362,11 @@ class CompletionResult:
         }
 
 
+def _nul_free(names: list[str]) -> list[str]:
+    """Client-chosen names (dropped fields) without NUL: PostgreSQL text and jsonb refuse it."""
+    return [n.replace("\x00", "") if "\x00" in n else n for n in names]
+
+
 def _dropped_header(dropped: list[str]) -> dict[str, str]:
     return {"x-tokenforge-dropped": ", ".join(dropped)} if dropped else {}
 
@@ -540,9 +545,11 @@ def _usage_dict(
         "input_audio_tokens": usage.input_audio_tokens,
         "output_audio_tokens": usage.output_audio_tokens,
         "reported_cost": usage.reported_cost,
-        "dropped": plan.dropped(route) if plan.dropped and route is not None else [],
+        "dropped": _nul_free(plan.dropped(route)) if plan.dropped and route is not None else [],
         "skipped": list(plan.skipped),
     }
+    if "\x00" in record["error"]:
+        record["error"] = record["error"].replace("\x00", "")
     if prices is not None:  # every price part used, at this request's size (tier)
         record.update(
             usage_record_prices(prices=prices, multiplier=plan.ctx.price_multiplier, usage=usage)
@@ -996,7 +1003,7 @@ async def _finish_unary(plan: Plan, call, settle_after_response: bool = False) -
         upstream_model=held.route.upstream_model,
         fallback=len(attempts) > 1,
         settlement=settlement,
-        dropped=plan.dropped(held.route) if plan.dropped else [],
+        dropped=_nul_free(plan.dropped(held.route)) if plan.dropped else [],
     )
 
 
@@ -1067,7 +1074,9 @@ class StreamHandle:
             "x-tokenforge-route": self.held.route.label,
             "x-tokenforge-wallet": self.held.wallet,
             "x-tokenforge-fallback": "true" if len(self.attempts) > 1 else "false",
-            **_dropped_header(self.plan.dropped(self.held.route) if self.plan.dropped else []),
+            **_dropped_header(
+                _nul_free(self.plan.dropped(self.held.route)) if self.plan.dropped else []
+            ),
         }
 
     def _outgoing(self, event: dict) -> dict | None:

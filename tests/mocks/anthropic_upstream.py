@@ -102,6 +102,7 @@ def sample_input(schema: dict | None) -> dict:
 class MockAnthropic(MockServer):
     def __init__(self, *, input_tokens: int = 21, output_tokens: int = 11):
         super().__init__()
+        self._usage_defaults = (input_tokens, output_tokens)
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
         self.cache_read_input_tokens = 0
@@ -120,6 +121,7 @@ class MockAnthropic(MockServer):
             self.cache_read_input_tokens = self.cache_creation_input_tokens = 0
             self.cache_write_1h_tokens = 0
             self.call_tools = True
+            self.input_tokens, self.output_tokens = self._usage_defaults
 
     def _usage(self) -> dict:
         usage = {

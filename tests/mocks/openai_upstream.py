@@ -41,6 +41,7 @@ def dead_base_url() -> str:
 class MockOpenAI(MockServer):
     def __init__(self, *, mode: str = "ok", prompt_tokens: int = 12, completion_tokens: int = 9):
         super().__init__(mode=mode)
+        self._usage_defaults = (prompt_tokens, completion_tokens)
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         self.cached_tokens = 0
@@ -66,6 +67,9 @@ class MockOpenAI(MockServer):
             self.echo_tools = False
             self.usage_extra = {}
             self.answer_headers = []
+            # every knob a test may turn goes back to its default: fixtures share the server
+            self.prompt_tokens, self.completion_tokens = self._usage_defaults
+            self.hang_seconds, self.slow_chunks, self.slow_delay = 30.0, 400, 0.02
 
     def _mode_for(self, body: dict) -> str:
         return super()._mode_for(str(body.get("model") or ""))

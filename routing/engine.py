@@ -34,9 +34,10 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError
 from django.utils import timezone
 
+from accounts.redaction import redact_secrets
 from ledger.errors import BudgetExceeded, InsufficientBalance, LedgerError
 from ledger.money import to_money
-from routing import cooldown, observability, ratelimit
+from routing import cooldown, deadline, observability, probe, ratelimit, usage_guard
 from routing.auth import KeyContext
 from routing.db import db_call, pg_fast_path, pg_fetchone
 from routing.errors import GatewayError
@@ -237,6 +238,7 @@ class Plan:
     completion_upper: int
     prompt_estimate: int
     started: float = field(default_factory=time.monotonic)
+    half_open: int | None = None  # the route this request probes (routing.cooldown)
 
 
 @dataclass(slots=True)
@@ -347,17 +349,7 @@ async def _plan(
         raise GatewayError(
             503, f"The model '{name}' has no available route.", type="api_error", code="no_route"
         )
-    cooled = await cooldown.cooled_down([r.route_id for r in chain])
-    if cooled:
-        chain = [r for r in chain if r.route_id not in cooled]
-        if not chain:
-            raise GatewayError(
-                503,
-                f"Every route for '{name}' is cooling down after repeated failures; retry shortly.",
-                type="api_error",
-                code="upstreams_cooling_down",
-                headers={"Retry-After": str(settings.ROUTING_COOLDOWN_SECONDS)},
-            )
+    chain, half_open = await cooldown.breaker_chain(chain, org_id=ctx.org_id, model=name)
     prompt_estimate = prompt_tokens_estimate(body)
     completion_upper = 0 if endpoint == "embeddings" else _completion_upper(body, entry)
     if ctx.api_key_id is not None:
@@ -391,6 +383,7 @@ async def _plan(
         prompt_upper=prompt_tokens_upper(body),
         completion_upper=completion_upper,
         prompt_estimate=prompt_estimate,
+        half_open=half_open,
     )
 
 
@@ -428,7 +421,8 @@ def _usage_dict(
         "price_output": prices.output if prices else Decimal(0),
         "price_cached_input": prices.cached_or_input if prices else Decimal(0),
         "price_multiplier": plan.ctx.price_multiplier,
-        "error": error[:2000],
+        "error": redact_secrets(error)[:2000],
+        "anomalies": usage.anomalies,
         "stream": plan.stream,
         "latency_ms": int((time.monotonic() - plan.started) * 1000),
     }
@@ -504,12 +498,22 @@ async def _void(plan: Plan, held: HeldRoute, attempts: list[dict] | None, error:
     await _ledger_void(hold_id=held.hold_id, usage=usage)
 
 
+def _usage_clamped(plan: Plan, held: HeldRoute, usage: Usage) -> Usage:
+    return usage_guard.usage_clamp(
+        usage=usage,
+        prompt_upper=plan.prompt_upper,
+        completion_upper=plan.completion_upper,
+        request_id=plan.request_id,
+        upstream=held.route.target.name,
+    )
+
+
 def _attempt(route: RouteEntry, status: str, error: str, started: float) -> dict:
     return {
         "upstream": route.target.name,
         "model": route.upstream_model,
         "status": status,
-        "error": error[:300],
+        "error": redact_secrets(error)[:300],
         "latency_ms": int((time.monotonic() - started) * 1000),
     }
 
@@ -537,6 +541,9 @@ _DISABLED_MESSAGE = (
 )
 
 
+_TENANT_STATUSES = (400, 403, 404, 409, 413, 422)
+
+
 def _upstream_gateway_error(exc: UpstreamError | None) -> GatewayError:
     if exc is None:
         return GatewayError(
@@ -545,7 +552,9 @@ def _upstream_gateway_error(exc: UpstreamError | None) -> GatewayError:
             type="api_error",
             code="upstream_unavailable",
         )
-    if exc.status == 504:
+    if exc.tenant and exc.status in _TENANT_STATUSES:
+        status = exc.status  # a refusal of this request: the client sees the upstream's status
+    elif exc.status == 504:
         status = 504
     elif exc.status in (429, 503) or exc.disable:
         status = 503
@@ -553,10 +562,21 @@ def _upstream_gateway_error(exc: UpstreamError | None) -> GatewayError:
         status = 502
     return GatewayError(
         status,
-        f"Every route failed; last error: {_DISABLED_MESSAGE if exc.disable else exc.message}",
-        type="api_error",
+        f"Every route failed; last error: {_client_error_text(exc)}",
+        type=exc.error_type if exc.tenant and exc.error_type else "api_error",
         code="upstream_error",
     )
+
+
+def _client_error_text(exc: UpstreamError) -> str:
+    """What a client may read of an upstream's answer: its status, type and redacted text
+    (UpstreamError redacts at construction); the credentials case only generically."""
+    if exc.disable:
+        return _DISABLED_MESSAGE
+    head = f"upstream answered {exc.status}" if exc.status else "upstream failed"
+    if exc.error_type:
+        head += f" ({exc.error_type})"
+    return f"{head}: {redact_secrets(exc.message)}"
 
 
 # --- the route loop ---------------------------------------------------------------------------
@@ -615,10 +635,27 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                         reason=str(exc.status or "error"),
                     )
                     if exc.disable:
-                        await db_call(
-                            _upstream_disable,
-                            upstream_id=route.upstream_id,
-                            reason=f"{exc.status or ''} {exc.message}".strip()[:500],
+                        if await probe.credentials_dead(
+                            target=route.target, model=route.upstream_model, error=exc
+                        ):
+                            reason = f"{exc.status or ''} {exc.error_type or ''} {exc.message}"
+                            await db_call(
+                                _upstream_disable,
+                                upstream_id=route.upstream_id,
+                                reason=redact_secrets(" ".join(reason.split()))[:500],
+                            )
+                            break
+                        # The gateway's own probe got through: this answer was about this
+                        # request, not the upstream's credentials.
+                        exc.disable, exc.tenant = False, True
+                        attempts[-1]["error"] = redact_secrets(exc.message)[:300]
+                    if exc.tenant:
+                        # Not confirmed by the gateway's own probe, or a refusal of this
+                        # request: only this organization's breaker counts it.
+                        await cooldown.failure_record(
+                            route.route_id,
+                            org_id=plan.ctx.org_id,
+                            reopen=plan.half_open == route.route_id,
                         )
                         break
                     if not exc.retryable:
@@ -631,12 +668,15 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                         await _void(plan, held, attempts, error=exc.message)
                         held = None
                         raise err from exc
-                    if await cooldown.failure_record(route.route_id):
+                    probing = plan.half_open == route.route_id
+                    if await cooldown.failure_record(route.route_id, reopen=probing):
                         _observe(
                             observability.route_cooled_down,
                             upstream=route.target.name,
                             model=route.upstream_model,
                         )
+                    if probing:
+                        break  # a failed half-open probe re-opens the breaker: no retry
                     if attempt + 1 < tries:
                         delay = settings.ROUTING_RETRY_BACKOFF_SECONDS * (2**attempt)
                         if exc.retry_after:
@@ -649,6 +689,8 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                     attempts.append(_attempt(route, "unsupported", exc.message, started))
                     break
                 attempts.append(_attempt(route, "ok", "", started))
+                if plan.half_open == route.route_id:
+                    await cooldown.success_record(route.route_id, org_id=plan.ctx.org_id)
                 return result, held, attempts
         error = "no upstream answered"
         if last_error is not None:
@@ -757,8 +799,8 @@ async def _finish_unary(plan: Plan, call, settle_after_response: bool = False) -
     """Route, call, then capture. With `settle_after_response` the capture starts now but is
     not awaited here: the view sends the response and awaits it before the request ends
     (routing.asgi), so the client does not wait for the commit (docs/billing.md)."""
-    result, held, attempts = await _route_loop(plan, call)
-    usage = result.usage
+    result, held, attempts = await deadline.first_byte(plan.started, _route_loop(plan, call))
+    usage = _usage_clamped(plan, held, result.usage)
     cost = cost_compute(
         prices=held.route.prices,
         multiplier=plan.ctx.price_multiplier,
@@ -934,7 +976,7 @@ class StreamHandle:
             plan, state = self.plan, self.state
             delivered = tokens_estimate("".join(self._delivered))
             if state.usage is not None and (self._completed or state.usage.total_tokens > 0):
-                usage = state.usage
+                usage = _usage_clamped(plan, self.held, state.usage)
             elif delivered == 0 and not self._completed:
                 await _void(
                     plan, self.held, self.attempts, error=self._error or "nothing delivered"
@@ -1051,7 +1093,9 @@ async def _completion_stream(
         return state, first, iterator
 
     try:
-        (state, first, rest), held, attempts = await _route_loop(plan, call)
+        (state, first, rest), held, attempts = await deadline.first_byte(
+            plan.started, _route_loop(plan, call)
+        )
     except BaseException:
         if ctx.api_key_id is not None:
             await _shielded(

@@ -24,7 +24,7 @@ from routing.providers import get_provider
 from routing.providers.base import UnsupportedFeature, UpstreamError
 from routing.selectors import model_entry_cached, model_entry_get
 from routing.translate.tokens import estimate_tokens_anthropic
-from routing.validation import MAX_TOKENS_LIMIT, body_parse
+from routing.validation import MAX_TOKENS_LIMIT, body_parse, messages_blocks_validate
 from routing.views import (
     GatewayView,
     _gateway_error_from,
@@ -112,6 +112,7 @@ def messages_validate(body: dict, *, count_only: bool = False) -> None:
         raise bad_request("system: a string or an array of text blocks is required.")
     if body.get("tools") is not None and not isinstance(body["tools"], list):
         raise bad_request("tools: an array is required.", param="tools")
+    messages_blocks_validate(body)
     if count_only:
         return
     max_tokens = body.get("max_tokens")

@@ -6,6 +6,7 @@
     # or per route: an upstream model named "fault-<mode>" always behaves so
     upstream.stop()
 
+`echo_credentials` / `valid_keys`: see tests/mocks/server.py.
 Modes: ok, 429, 500, 529 (overloaded_error), 401, 403, 400, cut (stream cut mid-way;
 non-stream: connection dropped), stream_error (an `error` event mid-stream).
 Tools are echoed: when the request offers tools (and tool_choice is not "none") and the last
@@ -115,6 +116,7 @@ class MockAnthropic(MockServer):
         with self._lock:
             self.mode, self.script, self.requests = "ok", [], []
             self.cache_read_input_tokens = self.cache_creation_input_tokens = 0
+            self.echo_credentials, self.valid_keys = False, None
 
     def _usage(self) -> dict:
         return {
@@ -161,6 +163,10 @@ class MockAnthropic(MockServer):
         path = scope["path"]
         if not headers.get("x-api-key"):
             return await self._json(send, 401, self._error(401, "x-api-key header is required"))
+        if self.key_refused(headers):
+            return await self._json(
+                send, 401, self._error(401, self.error_text("invalid x-api-key", headers))
+            )
         if path == "/v1/messages/count_tokens":
             return await self._json(send, 200, {"input_tokens": self.count_tokens_value})
         if path != "/v1/messages":
@@ -171,7 +177,8 @@ class MockAnthropic(MockServer):
         if mode.isdigit():
             status = int(mode)
             extra = [(b"retry-after", b"0")] if status == 429 else []
-            return await self._json(send, status, self._error(status, f"mock {status}"), extra)
+            message = self.error_text(f"mock {status}", headers)
+            return await self._json(send, status, self._error(status, message), extra)
         if body.get("stream"):
             return await self._stream(send, body, mode)
         if mode == "cut":

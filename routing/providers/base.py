@@ -87,7 +87,7 @@ class UpstreamError(Exception):
 
 _ABOUT_THE_KEY = re.compile(
     r"(?i)api[ _-]?key|credential|authenticat|unauthori[sz]ed|access token|suspended|"
-    r"billing|credit balance|quota|(?:organization|account|project)\b.{0,40}\b"
+    r"billing|credit balance|quota|unregistered caller|(?:organization|account|project)\b.{0,40}\b"
     r"(?:disabled|deactivated|deleted|not (?:been )?(?:used|enabled))"
 )
 

@@ -1,0 +1,85 @@
+"""Issue 19 (low): usage an upstream reports is clamped to what is possible, recorded as an
+anomaly, and the request always settles (real gateway, mock reporting impossible usage)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from ledger.models import Hold, HoldStatus, UsageRecord
+from routing.pricing import Prices
+from routing.providers.base import Usage
+from routing.usage_guard import INPUT_SLACK_TOKENS, usage_clamp
+from tests.routing.conftest import make_tenant, one_route, wait_no_pending_holds
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("prompt", "completion"),
+    [(-1_000_000, 9), (10**12, 9), (12, -5), (12, 10**12), (10**12, 10**12)],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_impossible_usage_is_clamped_recorded_and_settled(
+    gateway, upstream, prompt, completion, stream
+):
+    one_route(upstream.base_url)  # 1.05 / 4.20 per 1M tokens
+    upstream.prompt_tokens, upstream.completion_tokens = prompt, completion
+    t = make_tenant()
+    client = gateway.client(t.key)
+    if stream:
+        chunks = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MSG,
+            max_tokens=50,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        request_id = chunks.response.headers["x-request-id"]
+        list(chunks)
+    else:
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=MSG, max_tokens=50
+        )
+        request_id = raw.headers["x-request-id"]
+        cost = Decimal(raw.headers["x-tokenforge-cost"])
+        assert cost >= 0
+    wait_no_pending_holds()
+    record = UsageRecord.objects.get(request_id=request_id)
+    assert record.status == "settled"
+    assert 0 <= record.prompt_tokens <= 2048 and 0 <= record.completion_tokens <= 50
+    assert record.cost >= 0
+    hold = Hold.objects.get(usage=record)
+    assert hold.status == HoldStatus.CAPTURED
+    # Bounded: the hold's output limit plus at most twice its input bound (or 1,024 tokens).
+    slack = Decimal(INPUT_SLACK_TOKENS) * Decimal("1.05") / 1_000_000
+    assert record.cost <= hold.amount * 2 + slack
+    assert record.anomalies and record.anomalies[0]["kind"] == "usage_clamped"
+    fields = {a["field"] for a in record.anomalies}
+    if prompt < 0 or prompt > 10**6:
+        assert "prompt_tokens" in fields
+    if completion < 0 or completion > 50:
+        assert "completion_tokens" in fields
+
+
+def test_plausible_usage_is_left_alone():
+    usage = Usage(prompt_tokens=100, completion_tokens=40, cached_tokens=20)
+    same = usage_clamp(
+        usage=usage, prompt_upper=120, completion_upper=50, request_id="r", upstream="u"
+    )
+    assert same is usage and not same.anomalies
+
+
+def test_clamped_usage_never_prices_above_the_bound():
+    usage = usage_clamp(
+        usage=Usage(prompt_tokens=10**12, completion_tokens=10**12, cached_tokens=-3),
+        prompt_upper=100,
+        completion_upper=50,
+        request_id="r",
+        upstream="u",
+    )
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) == (1124, 50, 0)
+    assert len(usage.anomalies) == 3
+    assert Prices(input=Decimal(1), output=Decimal(1)).input == 1

@@ -628,6 +628,15 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                     # see it (disabled_reason), customers only a generic reason.
                     shown = _DISABLED_MESSAGE if exc.disable else exc.message
                     attempts.append(_attempt(route, str(exc.status or "error"), shown, started))
+                    # The operator's copy: the whole (redacted) text, whatever the client saw.
+                    log.warning(
+                        "upstream %s answered %s (%s) on %s: %s",
+                        route.target.name,
+                        exc.status or "error",
+                        exc.error_type or "-",
+                        plan.request_id,
+                        exc.message,
+                    )
                     _observe(
                         observability.attempt_failed,
                         upstream=route.target.name,

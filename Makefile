@@ -1,5 +1,6 @@
 # tokenforge: `make run` for the embedded demo, `make test` for the whole suite.
-PY ?= python3
+# CPython 3.11, 3.12 or 3.13: the newest found, or the one named by PYTHON=3.12 (or a path).
+PYTHON ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -7,10 +8,22 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install run serve worker migrate lint format test bench audit services
+.PHONY: install run serve worker migrate lint format test test-pythons bench audit services
+
+# PYTHON= names a version other than the one .venv was built with: build it anew.
+ifneq ($(PYTHON),)
+WANT_PY := $(shell py=$$(PYTHON="$(PYTHON)" bash scripts/find_python.sh 2>/dev/null) && $$py -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+HAVE_PY := $(shell test -x $(BIN)/python && $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+ifneq ($(WANT_PY),)
+ifneq ($(WANT_PY),$(HAVE_PY))
+$(shell rm -rf $(VENV))
+endif
+endif
+endif
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@test -x $(BIN)/python || { py=$$(PYTHON="$(PYTHON)" bash scripts/find_python.sh) && \
+	  echo "make: building $(VENV) with $$($$py --version) ($$py)" && $$py -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
@@ -32,6 +45,7 @@ worker: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/deptry .
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -42,6 +56,21 @@ services:
 
 test: $(STAMP) services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fast suite (ledger and routing, no browser) on each other supported CPython found here,
+# each in its own .venv-3.X; the one .venv runs is skipped (`make test` covers it).
+PYTHONS ?= 3.11 3.12 3.13
+FAST_TESTS ?= tests/ledger tests/routing
+test-pythons: $(STAMP) services
+	@have=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	for v in $(PYTHONS); do \
+	  if [ "$$v" = "$$have" ]; then echo "test-pythons: $$v is .venv's Python, covered by make test"; continue; fi; \
+	  py=$$(PYTHON=$$v bash scripts/find_python.sh 2>/dev/null) || { echo "test-pythons: no CPython $$v here, skipped"; continue; }; \
+	  echo "test-pythons: CPython $$v ($$py)"; \
+	  test -x .venv-$$v/bin/python || $$py -m venv .venv-$$v || exit 1; \
+	  .venv-$$v/bin/pip install -q --upgrade pip && .venv-$$v/bin/pip install -q -e '.[dev]' || exit 1; \
+	  .venv-$$v/bin/python -m pytest -q -m "not browser and not soak" $(FAST_TESTS) || exit 1; \
+	done
 
 bench: $(STAMP)
 	bash scripts/services.sh wrk

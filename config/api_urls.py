@@ -5,4 +5,5 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("projects.api_urls")),
     path("", include("ledger.api_urls")),
+    path("", include("routing.api_urls")),
 ]

@@ -25,6 +25,7 @@ urlpatterns = [
     path("dashboard/", include("ledger.urls")),
     path("dashboard/", include("projects.urls")),
     path("dashboard/researcher/", include("researcher.urls")),
+    path("dashboard/", include("routing.urls_dashboard")),
     path("api/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's init script as a file: no inline script under CSP.

@@ -16,16 +16,19 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts.models import Role
 from ledger.errors import InvalidAmount
 from ledger.models import Transaction, UsageKind, UsageRecord
 from ledger.selectors import budgets_status, wallet_balances
 from ledger.selectors_dashboard import UsageFilter, budgets_active, usage_table
+from ledger.selectors_forecast import DEFAULT_WINDOW_DAYS, MAX_WINDOW_DAYS, forecast_get
 from ledger.serializers import (
     BudgetSerializer,
     BudgetStatusSerializer,
     BudgetWriteSerializer,
+    ForecastSerializer,
     TransactionSerializer,
     UsageRecordSerializer,
     UsageRowSerializer,
@@ -238,3 +241,42 @@ class TransactionViewSet(
             .select_related("usage")
             .prefetch_related("postings__account")
         )
+
+
+class _ForecastView(OrgScopedMixin, APIView):
+    """Spend pace per wallet over the last `days` full days plus today, projected to the end
+    of the day, week and month, and when each budget runs out at that pace."""
+
+    def _scope(self, pk: int) -> dict:
+        raise NotImplementedError
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "days",
+                OpenApiTypes.INT,
+                description=f"Full days in the window (default {DEFAULT_WINDOW_DAYS}).",
+            )
+        ],
+        responses=ForecastSerializer,
+    )
+    def get(self, request, pk: int):
+        days = _optional_int(request, "days")
+        if days is not None and not 1 <= days <= MAX_WINDOW_DAYS:
+            raise ValidationError({"days": f"Must be between 1 and {MAX_WINDOW_DAYS}."})
+        forecast = forecast_get(org=self.org, days=days or DEFAULT_WINDOW_DAYS, **self._scope(pk))
+        return Response(ForecastSerializer(forecast).data)
+
+
+class ProjectForecastView(_ForecastView):
+    def _scope(self, pk: int) -> dict:
+        if project_get(org=self.org, pk=pk) is None:
+            raise NotFound("No such project.")
+        return {"project_id": pk}
+
+
+class KeyForecastView(_ForecastView):
+    def _scope(self, pk: int) -> dict:
+        if key_get(org=self.org, pk=pk) is None:
+            raise NotFound("No such key.")
+        return {"api_key_id": pk}

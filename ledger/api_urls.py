@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from ledger import api
@@ -10,4 +11,12 @@ router.register("usage/records", api.UsageRecordViewSet, basename="api-usage-rec
 router.register("usage", api.UsageViewSet, basename="api-usage")
 router.register("transactions", api.TransactionViewSet, basename="api-transactions")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path(
+        "projects/<int:pk>/forecast/",
+        api.ProjectForecastView.as_view(),
+        name="api-project-forecast",
+    ),
+    path("keys/<int:pk>/forecast/", api.KeyForecastView.as_view(), name="api-key-forecast"),
+    *router.urls,
+]

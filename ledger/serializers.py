@@ -167,3 +167,34 @@ class TransactionSerializer(serializers.ModelSerializer):
     def get_request_id(self, txn: Transaction) -> str | None:
         usage = getattr(txn, "usage", None)
         return usage.request_id if usage is not None else None
+
+
+class ForecastBudgetSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    period = serializers.CharField()
+    limit = serializers.DecimalField(max_digits=28, decimal_places=10)
+    spent = serializers.DecimalField(max_digits=28, decimal_places=10)
+    remaining = serializers.DecimalField(max_digits=28, decimal_places=10)
+    runs_out_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the budget runs out at this pace; null: not this period."
+    )
+
+
+class ForecastProjectedSerializer(serializers.Serializer):
+    day = serializers.DecimalField(max_digits=28, decimal_places=10)
+    week = serializers.DecimalField(max_digits=28, decimal_places=10)
+    month = serializers.DecimalField(max_digits=28, decimal_places=10)
+
+
+class ForecastWalletSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    spent = serializers.DecimalField(max_digits=28, decimal_places=10)
+    daily_pace = serializers.DecimalField(max_digits=28, decimal_places=10)
+    projected = ForecastProjectedSerializer()
+    budgets = ForecastBudgetSerializer(many=True)
+
+
+class ForecastSerializer(serializers.Serializer):
+    window_days = serializers.IntegerField()
+    wallets = ForecastWalletSerializer(many=True)

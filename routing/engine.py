@@ -51,6 +51,7 @@ from routing.pricing import (
 )
 from routing.providers import get_provider
 from routing.providers.base import StreamState, UnsupportedFeature, UpstreamError, Usage
+from routing.savings import baseline_cost
 from routing.selectors import ModelEntry, RouteEntry, model_entry_cached, model_entry_get
 
 log = logging.getLogger("routing.engine")
@@ -399,6 +400,11 @@ def _usage_dict(
     error: str = "",
 ) -> dict:
     prices = route.prices if route is not None else None
+    baseline, baseline_wallet = (None, "")
+    if route is not None and usage is not None:
+        baseline, baseline_wallet = baseline_cost(
+            routes=plan.model.routes, usage=usage, multiplier=plan.ctx.price_multiplier
+        )
     usage = usage or Usage()
     return {
         "request_id": plan.request_id,
@@ -421,6 +427,8 @@ def _usage_dict(
         "price_output": prices.output if prices else Decimal(0),
         "price_cached_input": prices.cached_or_input if prices else Decimal(0),
         "price_multiplier": plan.ctx.price_multiplier,
+        "baseline_cost": baseline,
+        "baseline_wallet": baseline_wallet,
         "error": redact_secrets(error)[:2000],
         "anomalies": usage.anomalies,
         "stream": plan.stream,

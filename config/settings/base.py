@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -198,6 +199,11 @@ METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # workers of one deployment. Must be in the environment before prometheus_client is imported.
 PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus"))
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", PROMETHEUS_MULTIPROC_DIR)
+
+# --- Affordability displays ---------------------------------------------------
+# Optional USD->CNY rate: adds a labelled converted total beside per-currency figures and
+# orders cost estimates across wallets. Display only; money never moves at this rate.
+DISPLAY_FX_USD_CNY = Decimal(env("DISPLAY_FX_USD_CNY", default="") or "0") or None
 
 # --- Email ------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")

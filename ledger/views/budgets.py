@@ -22,6 +22,8 @@ from ledger.models import Period
 from ledger.money import Currency
 from ledger.selectors import budgets_status
 from ledger.selectors_dashboard import budgets_active
+from ledger.selectors_forecast import forecast_get
+from ledger.selectors_savings import savings_get
 from ledger.services.budgets import budget_remove, budget_set
 from projects.forms import KeyForm, ProjectForm
 from projects.selectors import key_get, keys_list, project_get
@@ -74,6 +76,8 @@ def project_detail(request, pk: int):
             "form": ProjectForm(initial={"name": project.name, "environment": project.environment}),
             "budgets": _with_progress(budgets),
             "budget_form": BudgetForm(),
+            "forecast": forecast_get(org=request.org, project_id=project.pk),
+            "savings": savings_get(org=request.org, by="month", project_id=project.pk),
             "keys": keys_list(org=request.org, project_id=project.pk),
             "now": timezone.now(),
             "can_manage": request.membership.has_role("admin"),
@@ -101,6 +105,7 @@ def key_detail(request, pk: int):
             "settings": KeyForm.initial_for(api_key),
             "budgets": _with_progress(budgets),
             "budget_form": BudgetForm(),
+            "forecast": forecast_get(org=request.org, api_key_id=api_key.pk),
             "now": timezone.now(),
             "can_manage": request.membership.has_role("admin"),
             "can_edit": request.membership.has_role("member"),

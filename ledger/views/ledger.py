@@ -48,6 +48,9 @@ CSV_COLUMN_FIELDS = {
     "completion_tokens": "completion_tokens",
     "cached_tokens": "cached_tokens",
     "cost": "cost",
+    # what the model's first official (Credit) route would have charged: "saved by routing"
+    "official_route_cost": "baseline_cost",
+    "official_route_wallet": "baseline_wallet",
     "latency_ms": "latency_ms",
     "transaction_id": "transaction_id",
     "researcher_run_id": "researcher_run_id",

@@ -202,7 +202,7 @@ def test_anthropic_shaped_errors_for_bad_requests_keys_and_refused_features(
         client.messages.create(
             model="claude-pub",
             max_tokens=10,
-            top_k=5,
+            extra_body={"top_k": 5},
             messages=[{"role": "user", "content": "x"}],
         )
     assert "top_k" in info.value.message

@@ -58,6 +58,8 @@ OBJECT_ARGS = {
     "api-budgets-detail": lambda b: [{"pk": b.budget.pk}],
     "api-usage-records-detail": lambda b: [{"request_id": b.record.request_id}],
     "api-transactions-detail": lambda b: [{"pk": b.record.transaction_id}],
+    "api-project-forecast": lambda b: [{"pk": b.project.pk}],
+    "api-key-forecast": lambda b: [{"pk": b.key.pk}],
 }
 FORM = {
     "name": "stolen",

@@ -83,3 +83,22 @@ def test_clamped_usage_never_prices_above_the_bound():
     assert (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) == (1124, 50, 0)
     assert len(usage.anomalies) == 3
     assert Prices(input=Decimal(1), output=Decimal(1)).input == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_operators_find_clamped_requests_in_the_admin(gateway, upstream, admin_client):
+    one_route(upstream.base_url)
+    upstream.prompt_tokens = -1_000_000
+    t = make_tenant()
+    raw = gateway.client(t.key).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MSG
+    )
+    wait_no_pending_holds()
+    upstream.prompt_tokens = 12
+    plain = gateway.client(t.key).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MSG
+    )
+    wait_no_pending_holds()
+    page = admin_client.get("/admin/ledger/usagerecord/?anomalies=yes").content.decode()
+    assert raw.headers["x-request-id"] in page
+    assert plain.headers["x-request-id"] not in page

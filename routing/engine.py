@@ -636,6 +636,7 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                     # see it (disabled_reason), customers only a generic reason.
                     shown = _DISABLED_MESSAGE if exc.disable else exc.message
                     attempts.append(_attempt(route, str(exc.status or "error"), shown, started))
+                    attempts[-1]["type"] = exc.error_type  # the upstream's error type, if any
                     # The operator's copy: the whole (redacted) text, whatever the client saw.
                     log.warning(
                         "upstream %s answered %s (%s) on %s: %s",

@@ -164,6 +164,10 @@ def test_echoed_upstream_keys_never_reach_answers_records_audit_events_or_logs(m
             for request_id in request_ids:
                 generation = client.get("/v1/generation", params={"id": request_id}, headers=auth)
                 assert generation.status_code == 200, request_id
+                for attempt in generation.json()["attempts"]:
+                    if attempt["status"] == "400":  # the upstream's status and type, redacted text
+                        assert attempt["type"] == "invalid_request_error"
+                        assert "[redacted]" in attempt["error"]
                 answers.append(generation.text)
     finally:
         server.stop()

@@ -3,12 +3,17 @@ read-only audit log."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.forms import (
+    AdminPasswordChangeForm,
+    AdminUserCreationForm,
+    UserChangeForm,
+)
 from django.db.models import Count
 
-from accounts.models import AuditEvent, Invitation, Membership, Organization, User
+from accounts.models import ApiToken, AuditEvent, Invitation, Membership, Organization, User
+from accounts.tokens import TokenReason, api_token_revoke, api_tokens_revoke_for_user
 
 
 class UserCreateForm(AdminUserCreationForm):
@@ -28,6 +33,14 @@ class UserEditForm(UserChangeForm):
         fields = "__all__"
 
 
+class PasswordSetForm(AdminPasswordChangeForm):
+    def save(self, commit=True):
+        user = super().save(commit=commit)
+        # A new password ends every management-API token of the user, as on the dashboard.
+        api_tokens_revoke_for_user(user=user, reason=TokenReason.PASSWORD_CHANGE)
+        return user
+
+
 class MembershipOfUserInline(admin.TabularInline):
     model = Membership
     fk_name = "user"
@@ -41,6 +54,7 @@ class MembershipOfUserInline(admin.TabularInline):
 class UserAdmin(DjangoUserAdmin):
     form = UserEditForm
     add_form = UserCreateForm
+    change_password_form = PasswordSetForm
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Personal info", {"fields": ("name",)}),
@@ -148,3 +162,52 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Management-API tokens: only their hash is stored, so nothing here can show or make one
+    (users create them, shown once); operators see them and revoke them."""
+
+    list_display = (
+        "prefix",
+        "name",
+        "user",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+        "revoked_reason",
+    )
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter), "revoked_reason", "expires_at")
+    search_fields = ("prefix", "name", "user__email")
+    list_select_related = ("user",)
+    raw_id_fields = ("user",)
+    exclude = ("token_hash",)
+    readonly_fields = (
+        "user",
+        "name",
+        "prefix",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+        "revoked_reason",
+    )
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    actions = ["revoke_tokens"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoked tokens stay, as evidence of who could call the API when
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke_tokens(self, request, queryset):
+        count = 0
+        for token in queryset.filter(revoked_at__isnull=True):
+            api_token_revoke(token=token, actor=request.user, reason=TokenReason.OPERATOR)
+            count += 1
+        self.message_user(request, f"{count} token(s) revoked.", messages.SUCCESS)

@@ -113,3 +113,10 @@ class InvitationForm(_RoleChoiceMixin, forms.Form):
 
 class RoleForm(_RoleChoiceMixin, forms.Form):
     role = forms.ChoiceField(label="Role", choices=Role.choices)
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=120, required=False)
+    expires_in_days = forms.IntegerField(
+        label="Expires after (days)", min_value=1, max_value=366, initial=90
+    )

@@ -146,3 +146,34 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_type}:{self.target_id}"
+
+
+class TokenRevokedReason(models.TextChoices):
+    USER = "user", "by its owner"
+    OPERATOR = "operator", "by an operator"
+    PASSWORD_CHANGE = "password_change", "password changed"
+    PASSWORD_RESET = "password_reset", "password reset"
+
+
+class ApiToken(models.Model):
+    """A management-API token (`Authorization: Token ...`). Only its SHA-256 is stored: the
+    token is shown once, when created. It expires, records when it was last used, and is
+    revoked by its owner, an operator, or a password change or reset."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=120, blank=True)
+    prefix = models.CharField(max_length=16)  # the first characters, to recognise it in lists
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=32, blank=True, choices=TokenRevokedReason.choices)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

@@ -79,9 +79,8 @@ AUDIT_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "routing": ("Routes and upstreams", ("routing.", "upstream.")),
 }
-# Operator-wide changes (org is None) an organization still sees: they change its prices and
-# routes. Who made them is not shown to tenants.
-AUDIT_GLOBAL_PREFIXES = AUDIT_KINDS["routing"][1]
+# Platform events (upstreams, routes, prices: org is None) belong to the operator: they are
+# shown in admin only, never in a tenant's audit log (their reasons can quote upstream errors).
 
 
 def _prefixes_q(prefixes: tuple[str, ...]) -> Q:
@@ -92,12 +91,8 @@ def _prefixes_q(prefixes: tuple[str, ...]) -> Q:
 
 
 def audit_events(*, org, kind: str | None = None) -> QuerySet:
-    """The organization's audit events (plus operator routing changes), newest first."""
-    scoped = AuditEvent.objects.for_org(org)
-    platform = AuditEvent.objects.filter(org__isnull=True).filter(
-        _prefixes_q(AUDIT_GLOBAL_PREFIXES)
-    )
-    qs = AuditEvent.objects.filter(Q(pk__in=scoped.values("pk")) | Q(pk__in=platform.values("pk")))
+    """The organization's own audit events, newest first; never platform (org-less) ones."""
+    qs = AuditEvent.objects.for_org(org)
     if kind in AUDIT_KINDS:
         qs = qs.filter(_prefixes_q(AUDIT_KINDS[kind][1]))
     return qs.select_related("actor").order_by("-created_at", "-pk")

@@ -6,19 +6,22 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts import services
+from accounts import services, tokens
 from accounts.decorators import org_required
 from accounts.errors import AccountsError, RoleTooLow
 from accounts.forms import (
     AccountForm,
+    ApiTokenForm,
     InvitationForm,
     OrganizationCreateForm,
     OrganizationSwitchForm,
@@ -278,3 +281,71 @@ def audit_log(request):
             "kinds": [(value, label) for value, (label, _) in AUDIT_KINDS.items()],
         },
     )
+
+
+# --- Password changes and management-API tokens ---------------------------------------------
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's page, plus: a new password revokes every management-API token."""
+
+    success_url = reverse_lazy("accounts:password_change_done")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        tokens.api_tokens_revoke_for_user(user=form.user, reason=tokens.TokenReason.PASSWORD_CHANGE)
+        return response
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's page, plus: a reset password revokes every management-API token."""
+
+    success_url = reverse_lazy("accounts:password_reset_complete")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        tokens.api_tokens_revoke_for_user(user=form.user, reason=tokens.TokenReason.PASSWORD_RESET)
+        return response
+
+
+@login_required
+def api_tokens(request):
+    """Your management-API tokens: create one (shown once), see when each was last used,
+    revoke."""
+    form = ApiTokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        created = tokens.api_token_create(
+            user=request.user,
+            name=form.cleaned_data["name"],
+            expires_in_days=form.cleaned_data["expires_in_days"],
+        )
+        response = render(
+            request,
+            "accounts/api_token_created.html",
+            {"title": "Your new API token", "token": created.token, "secret": created.secret},
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+    return render(
+        request,
+        "accounts/api_tokens.html",
+        {
+            "title": "API tokens",
+            "form": form,
+            "page": Paginator(tokens.api_tokens_of(user=request.user), AUDIT_PAGE_SIZE).get_page(
+                request.GET.get("page")
+            ),
+            "now": timezone.now(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def api_token_revoke(request, token_id: int):
+    token = tokens.api_token_of(user=request.user, pk=token_id)
+    if token is None:
+        raise Http404
+    tokens.api_token_revoke(token=token, actor=request.user)
+    messages.success(request, f"Token {token.prefix}… revoked.")
+    return redirect("accounts:api_tokens")

@@ -3,6 +3,7 @@
 from django.urls import include, path
 
 urlpatterns = [
+    path("", include("accounts.api_urls")),
     path("", include("projects.api_urls")),
     path("", include("ledger.api_urls")),
     path("", include("routing.api_urls")),

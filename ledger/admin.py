@@ -12,6 +12,7 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q, Subquery, Sum
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -25,6 +26,7 @@ from ledger.models import (
     Budget,
     BudgetAlert,
     BudgetCounter,
+    FlushMark,
     Hold,
     Posting,
     Transaction,
@@ -450,6 +452,7 @@ class UsageRecordAdmin(LedgerReadOnlyAdmin):
         "prompt_tokens",
         "completion_tokens",
         "cost",
+        "reported_cost",
         "status",
         "fallback",
         "stream",
@@ -540,7 +543,10 @@ class OverviewRangeForm(forms.Form):
 
 def overview_view(request):
     """Revenue, upstream cost and margin, upstream health, largest organizations and
-    researcher runs over a date range. Wrapped in `admin_view` (staff only) in the URLconf."""
+    researcher runs over a date range. Wrapped in `admin_view` (staff only) in the URLconf;
+    revenue and margins are ledger data, so it also needs `ledger.view_transaction`."""
+    if not request.user.has_perm("ledger.view_transaction"):
+        raise PermissionDenied
     default = date_range_default()
     form = OverviewRangeForm(
         request.GET or None, initial={"start": default.start, "end": default.end}
@@ -555,3 +561,19 @@ def overview_view(request):
         **operator_overview(window=window),
     }
     return TemplateResponse(request, "admin/ledger/overview.html", context)
+
+
+@admin.register(FlushMark)
+class FlushMarkAdmin(admin.ModelAdmin):
+    """The flush barrier's per-backend counters (routing/db.py): read-only, for curiosity."""
+
+    list_display = ("backend_pid", "flushes")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -7,19 +7,30 @@ built in the page, so plain codes are never stored anywhere.
 
 from __future__ import annotations
 
-import csv
 import io
 from decimal import Decimal
 from urllib.parse import quote
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
+from accounts.csv_safe import csv_writer
 from accounts.models import Organization
 from ledger.errors import LedgerError
-from ledger.models import RedemptionBatch, RedemptionCode, TopUp, WebhookEvent
+from ledger.models import (
+    PaymentReversal,
+    RedemptionBatch,
+    RedemptionCode,
+    TopUp,
+    Transaction,
+    WebhookEvent,
+)
 from ledger.money import Currency
 from ledger.services.redemptions import BATCH_MAX, redemption_batch_create
 from ledger.services.topups import topup_grant
@@ -74,7 +85,10 @@ class TopUpAdmin(admin.ModelAdmin):
         return False
 
     def add_view(self, request, form_url="", extra_context=None):
-        """ "Add top-up" is an operator grant through the idempotent service."""
+        """ "Add top-up" is an operator grant through the idempotent service: it creates
+        money, so it needs `ledger.add_topup` like Django's own add view would."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
         form = GrantForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -99,6 +113,60 @@ class TopUpAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "ledger/topup_admin_form.html", context)
+
+
+class ReceivableFilter(admin.SimpleListFilter):
+    title = "receivable"
+    parameter_name = "receivable"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Customer owes money (beyond the wallet)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(to_receivable__gt=0)
+        return queryset
+
+
+@admin.register(PaymentReversal)
+class PaymentReversalAdmin(ReadOnlyAdmin):
+    """Card refunds and disputes from Stripe; the money moved in `chargeback` transactions."""
+
+    list_display = (
+        "updated_at",
+        "org",
+        "kind",
+        "status",
+        "external_id",
+        "topup",
+        "currency",
+        "amount",
+        "from_wallet",
+        "to_receivable",
+    )
+    list_filter = (ReceivableFilter, "kind", "status", "currency")
+    search_fields = ("external_id", "charge_id", "org__slug", "org__name")
+    list_select_related = ("org", "topup")
+    readonly_fields = ("transactions",)
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+    @admin.display(description="Ledger transactions")
+    def transactions(self, obj):
+        refs = Q(reference__startswith=f"stripe-refund:{obj.external_id}:")
+        if obj.kind == "dispute":
+            refs = Q(reference=f"stripe-dispute:{obj.external_id}") | Q(
+                reference=f"stripe-dispute-won:{obj.external_id}"
+            )
+        rows = Transaction.objects.filter(refs).order_by("pk")
+        return format_html_join(
+            ", ",
+            '<a href="{}">#{} {}</a>',
+            (
+                (reverse("admin:ledger_transaction_change", args=[t.pk]), t.pk, t.reference)
+                for t in rows
+            ),
+        ) or format_html("{}", "—")
 
 
 @admin.register(WebhookEvent)
@@ -155,7 +223,10 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
         return obj.codes.filter(redeemed_at__isnull=False).count()
 
     def add_view(self, request, form_url="", extra_context=None):
-        """Generate a batch and show its codes once (they are stored hashed)."""
+        """Generate a batch and show its codes once (they are stored hashed). Codes are
+        money, so this needs `ledger.add_redemptionbatch`."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
         form = BatchForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
@@ -172,7 +243,7 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "ledger/topup_admin_form.html", context)
 
-    @admin.action(description="Generate a new batch like the selected one")
+    @admin.action(description="Generate a new batch like the selected one", permissions=["add"])
     def generate_like(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one batch.", messages.ERROR)
@@ -190,7 +261,7 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
 
     def _codes_response(self, request, batch, codes):
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = csv_writer(buffer)
         writer.writerow(["code", "currency", "amount", "expires_at", "batch"])
         expires = batch.expires_at.isoformat() if batch.expires_at else ""
         for code in codes:

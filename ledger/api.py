@@ -35,7 +35,7 @@ from ledger.serializers import (
     WalletSerializer,
 )
 from ledger.services.budgets import budget_remove, budget_set
-from projects.api import OrgScopedMixin
+from projects.api import OrgScopedMixin, OwnedFilterMixin
 from projects.selectors import key_get, project_get
 
 USAGE_GROUPS = ["key", "model", "route", "wallet", "project"]
@@ -57,9 +57,14 @@ class WalletViewSet(OrgScopedMixin, viewsets.ViewSet):
 
 
 class BudgetViewSet(
-    OrgScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    OwnedFilterMixin,
+    OrgScopedMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
 ):
-    """Budgets on projects and keys. Admins and owners set and remove them."""
+    """Budgets on projects and keys. Admins and owners set and remove them. `?project=ID` or
+    `?api_key=ID` not in your organization (or of none) is a 404."""
 
     serializer_class = BudgetSerializer
     action_roles = {"create": Role.ADMIN, "destroy": Role.ADMIN}
@@ -200,9 +205,14 @@ class UsageRecordFilter(django_filters.FilterSet):
 
 
 class UsageRecordViewSet(
-    OrgScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    OwnedFilterMixin,
+    OrgScopedMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
 ):
-    """Every request (usage record), newest first; `request_id` opens one."""
+    """Every request (usage record), newest first; `request_id` opens one. `?project=ID` or
+    `?api_key=ID` not in your organization (or of none) is a 404."""
 
     serializer_class = UsageRecordSerializer
     pagination_class = NewestFirstCursor

@@ -29,6 +29,8 @@ class AccountKind(models.TextChoices):
     GRANTS = "grants", "Grants and promotions"
     ADJUSTMENTS = "adjustments", "Refunds and adjustments"
     SHORTFALL = "shortfall", "Shortfall (cost above hold)"
+    # What customers owe after a card refund or dispute took back more than their wallet held.
+    RECEIVABLE = "receivable", "Receivable (refunds and disputes beyond the wallet)"
 
 
 class Account(models.Model):
@@ -87,6 +89,8 @@ class TransactionKind(models.TextChoices):
     USAGE = "usage", "Usage"
     ADJUSTMENT = "adjustment", "Adjustment"
     REFUND = "refund", "Refund"
+    # A card payment refunded or disputed at Stripe (negative), or a dispute won (positive).
+    CHARGEBACK = "chargeback", "Card refund or dispute"
 
 
 class ImmutableQuerySet(TenantQuerySet):
@@ -262,6 +266,13 @@ class Hold(models.Model):
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(db_default=Now())
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Write-ahead of a charge (docs/billing.md, "durably"): set while a stream delivers, to the
+    # cost and usage record of what has reached the client so far. The expiry sweep captures
+    # a hold that has one (a crashed worker's answered stream) instead of voiding it.
+    settle_cost = models.DecimalField(
+        max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, null=True, blank=True
+    )
+    settle_usage = models.JSONField(null=True, blank=True)
 
     objects = TenantManager()
 
@@ -281,6 +292,19 @@ class Hold(models.Model):
 
     def __str__(self) -> str:
         return f"hold {self.pk} {self.amount} ({self.status})"
+
+
+class FlushMark(models.Model):
+    """One row per PostgreSQL backend, bumped by the gateway's flush barrier (routing/db.py):
+    a transaction must write WAL for its synchronous commit to flush the log, and each
+    connection touching only its own row means barriers of different workers never wait on
+    each other's row locks."""
+
+    backend_pid = models.IntegerField(primary_key=True)
+    flushes = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"flush mark of backend {self.backend_pid}"
 
 
 class UsageKind(models.TextChoices):
@@ -437,6 +461,8 @@ class TopUp(models.Model):
     external_id = models.CharField(
         max_length=200, unique=True, null=True, blank=True
     )  # e.g. Checkout Session id
+    # Stripe's PaymentIntent of the paid session: how refunds and disputes find the top-up.
+    payment_intent = models.CharField(max_length=200, blank=True, db_index=True)
     transaction = models.OneToOneField(
         Transaction, null=True, blank=True, on_delete=models.PROTECT, related_name="topup"
     )
@@ -449,6 +475,52 @@ class TopUp(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.amount} {self.currency} ({self.status})"
+
+
+class ReversalKind(models.TextChoices):
+    REFUND = "refund", "Refund"
+    DISPUTE = "dispute", "Dispute"
+
+
+class ReversalStatus(models.TextChoices):
+    REFUNDED = "refunded", "Refunded"
+    OPEN = "open", "Dispute open (funds withdrawn)"
+    INQUIRY = "inquiry", "Inquiry (no funds withdrawn)"
+    WON = "won", "Dispute won (funds reinstated)"
+    LOST = "lost", "Dispute lost"
+    CLOSED = "closed", "Inquiry closed"
+
+
+class PaymentReversal(models.Model):
+    """A Stripe refund (one row per charge; `amount` is Stripe's running total) or dispute
+    (one row per dispute) of a card top-up. The money moved in `chargeback` transactions
+    (references `stripe-refund:CHARGE:CENTS`, `stripe-dispute:ID`, `stripe-dispute-won:ID`):
+    out of the wallet down to zero, the rest to the receivable account."""
+
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    topup = models.ForeignKey(TopUp, on_delete=models.PROTECT, related_name="reversals")
+    kind = models.CharField(max_length=10, choices=ReversalKind.choices)
+    external_id = models.CharField(max_length=200)  # charge id (refund) or dispute id
+    charge_id = models.CharField(max_length=200, blank=True, db_index=True)
+    status = models.CharField(max_length=10, choices=ReversalStatus.choices)
+    currency = models.CharField(max_length=8, choices=Currency.choices)
+    amount = MoneyField()  # what Stripe reports refunded or disputed (running total)
+    from_wallet = MoneyField()  # taken from the wallet so far (net of reinstatements)
+    to_receivable = MoneyField()  # booked as owed by the customer (net of reinstatements)
+    reason = models.CharField(max_length=100, blank=True)  # Stripe's dispute reason
+    last_event_id = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "external_id"], name="reversal_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.external_id} ({self.status})"
 
 
 class WebhookEvent(models.Model):

@@ -476,7 +476,7 @@ def transaction_of_org(*, org: Organization, transaction_id: int) -> Transaction
 # --- Why did my balance drop? --------------------------------------------------------------
 
 TOPUP_KINDS = (TransactionKind.TOPUP, TransactionKind.GRANT, TransactionKind.REDEMPTION)
-ADJUSTMENT_KINDS = (TransactionKind.ADJUSTMENT, TransactionKind.REFUND)
+ADJUSTMENT_KINDS = (TransactionKind.ADJUSTMENT, TransactionKind.REFUND, TransactionKind.CHARGEBACK)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import (
     Count,
@@ -24,7 +25,8 @@ from django.db.models import (
     Sum,
     Value,
 )
-from django.db.models.functions import Coalesce, Least
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, Least, TruncDate
 
 from ledger.models import AccountKind, Posting, UsageKind, UsageRecord, UsageStatus
 from ledger.money import MONEY_DIGITS, MONEY_PLACES, TOKENS_PER_PRICE_UNIT, ZERO, to_money
@@ -52,14 +54,60 @@ def date_range_default(today: date | None = None) -> DateRange:
     return DateRange(start=today - timedelta(days=29), end=today)
 
 
-def _upstream_cost() -> ExpressionWrapper:
+def _upstream_cost() -> Coalesce:
+    """The request's cost at the route's prices: every price part, as computed when it ran
+    (`price_parts.upstream_cost`); records from before price parts, from their three prices."""
     cached = Least(F("cached_tokens"), F("prompt_tokens"))
     raw = (
         (F("prompt_tokens") - cached) * F("price_input")
         + cached * F("price_cached_input")
         + F("completion_tokens") * F("price_output")
     )
-    return ExpressionWrapper(raw / Value(TOKENS_PER_PRICE_UNIT), output_field=MONEY)
+    return Coalesce(
+        Cast(KT("price_parts__upstream_cost"), MONEY),
+        ExpressionWrapper(raw / Value(TOKENS_PER_PRICE_UNIT), output_field=MONEY),
+        output_field=MONEY,
+    )
+
+
+def drift_threshold() -> Decimal:
+    return Decimal(str(getattr(settings, "UPSTREAM_COST_DRIFT_THRESHOLD", "0.02")))
+
+
+def cost_drift_by_upstream_day(*, window: DateRange) -> list[dict]:
+    """Per upstream, wallet and UTC day, over the requests whose upstream reported its own
+    cost: what our prices computed, what it reported, the difference (reported − computed) and
+    whether it passes `UPSTREAM_COST_DRIFT_THRESHOLD` (a fraction of the computed cost)."""
+    rows = (
+        _settled(window)
+        .filter(reported_cost__isnull=False)
+        .annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values("upstream", "wallet", "day")
+        .annotate(
+            requests=Count("id"),
+            computed=Coalesce(Sum(_upstream_cost()), Value(ZERO), output_field=MONEY),
+            reported=Coalesce(Sum("reported_cost"), Value(ZERO), output_field=MONEY),
+        )
+        .order_by("-day", "upstream", "wallet")
+    )
+    threshold = drift_threshold()
+    out = []
+    for row in rows:
+        computed, reported = to_money(row["computed"]), to_money(row["reported"])
+        difference = reported - computed
+        rate = (difference / computed) if computed else None
+        alert = abs(rate) > threshold if rate is not None else reported > 0
+        out.append(
+            {
+                **row,
+                "computed": computed,
+                "reported": reported,
+                "difference": difference,
+                "difference_pct": rate * 100 if rate is not None else None,
+                "alert": alert,
+            }
+        )
+    return out
 
 
 def _money_totals() -> dict:
@@ -217,6 +265,33 @@ def researcher_runs(*, window: DateRange) -> list[dict]:
     )
 
 
+def shortfall_by_upstream(*, window: DateRange) -> list[dict]:
+    """Per upstream and wallet: requests that cost more than their hold, and the excess the
+    shortfall account absorbed. Holds bound what a request can cost, so each row is an
+    upstream that reported more than the limits it was sent allow (or a late capture the
+    wallet could not pay): every one is also logged and in the audit log (`ledger.shortfall`,
+    `ledger.late_capture`)."""
+    rows = (
+        Posting.objects.filter(
+            account__kind=AccountKind.SHORTFALL,
+            transaction__created_at__gte=window.since,
+            transaction__created_at__lt=window.until,
+        )
+        .values("currency", upstream=F("transaction__usage__upstream"))
+        .annotate(requests=Count("transaction_id", distinct=True), total=Sum("amount"))
+        .order_by("currency", "total")
+    )
+    return [
+        {
+            "wallet": row["currency"],
+            "upstream": row["upstream"] or "",
+            "requests": row["requests"],
+            "shortfall": -to_money(row["total"] or ZERO),
+        }
+        for row in rows
+    ]
+
+
 def operator_overview(*, window: DateRange) -> dict:
     by_model = margin_by_model(window=window)
     return {
@@ -225,6 +300,9 @@ def operator_overview(*, window: DateRange) -> dict:
         "models": by_model,
         "upstreams": margin_by_upstream(window=window),
         "health": upstream_health(window=window),
+        "shortfalls": shortfall_by_upstream(window=window),
         "organizations": largest_organizations(window=window),
         "researcher": researcher_runs(window=window),
+        "drift": cost_drift_by_upstream_day(window=window),
+        "drift_threshold_pct": drift_threshold() * 100,
     }

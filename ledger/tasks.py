@@ -17,3 +17,16 @@ def budget_alert_email(alert_id: int) -> None:
     from ledger.services.alerts import alert_email_send
 
     alert_email_send(alert_id=alert_id)
+
+
+@shared_task
+def upstream_cost_drift_check() -> int:
+    """Today's and yesterday's drift per upstream (yesterday's last requests come in late)."""
+    from datetime import UTC, datetime, timedelta
+
+    from ledger.services.drift import cost_drift_alerts_check
+
+    today = datetime.now(UTC).date()
+    return len(cost_drift_alerts_check(day=today - timedelta(days=1))) + len(
+        cost_drift_alerts_check(day=today)
+    )

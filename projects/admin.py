@@ -47,7 +47,9 @@ class ProjectAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def active_keys(self, obj) -> int:
         return obj._active_keys
 
-    @admin.action(description="Archive the selected projects (revokes their keys)")
+    @admin.action(
+        description="Archive the selected projects (revokes their keys)", permissions=["change"]
+    )
     def archive_projects(self, request, queryset):
         for project in queryset:
             project_archive(project=project, actor=request.user)
@@ -84,7 +86,9 @@ class ApiKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
         key_hash = obj.key_hash
         transaction.on_commit(lambda: [hook(key_hash) for hook in KEY_REVOKED_HOOKS])
 
-    @admin.action(description="Revoke the selected keys (they stop working at once)")
+    @admin.action(
+        description="Revoke the selected keys (they stop working at once)", permissions=["change"]
+    )
     def revoke_keys(self, request, queryset):
         count = 0
         for api_key in queryset.filter(revoked_at__isnull=True):

@@ -11,7 +11,6 @@ from __future__ import annotations
 from django.utils.functional import cached_property
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
-from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -65,6 +64,29 @@ def int_param(request, name: str) -> int | None:
     if not value.isdigit():
         raise ValidationError({name: "Must be a whole number."})
     return int(value)
+
+
+class OwnedFilterMixin:
+    """List filters that name an object (`?project=ID`, `?api_key=ID`) accept only objects of
+    the caller's organization: another organization's id answers exactly like an id that
+    does not exist, 404 `{"detail": "No such project."}`, so ids reveal nothing. Not a whole
+    number: 400, the same for every id."""
+
+    owned_filters: tuple[str, ...] = ("project", "api_key")
+
+    def filter_queryset(self, queryset):
+        for name in self.owned_filters:
+            pk = int_param(self.request, name)
+            if pk is None:
+                continue
+            getter = selectors.project_get if name == "project" else selectors.key_get
+            if pk > MAX_ID or getter(org=self.org, pk=pk) is None:
+                label = "project" if name == "project" else "key"
+                raise NotFound(f"No such {label}.")
+        return super().filter_queryset(queryset)
+
+
+MAX_ID = 2**63 - 1  # bigint: a larger id cannot exist (and must not reach the database)
 
 
 class ProjectViewSet(
@@ -138,12 +160,14 @@ class ProjectViewSet(
 
 
 class ApiKeyViewSet(
+    OwnedFilterMixin,
     OrgScopedMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
 ):
-    """API keys. Members create (the secret is in the create response only), edit and revoke."""
+    """API keys. Members create (the secret is in the create response only), edit and revoke.
+    `?project=ID` of a project not in your organization (or of none) is a 404."""
 
     serializer_class = ApiKeySerializer
     action_roles = {"create": Role.MEMBER, "partial_update": Role.MEMBER, "revoke": Role.MEMBER}
@@ -200,13 +224,6 @@ class ApiKeyViewSet(
         """Revoke the key; the proxy refuses it from now on."""
         api_key = services.key_revoke(api_key=self._object(), actor=request.user)
         return Response(ApiKeySerializer(api_key).data)
-
-
-class TokenObtainView(ObtainAuthToken):
-    """POST `username` (your email) and `password`; returns your API token."""
-
-    authentication_classes: list = []
-    permission_classes: list = []
 
 
 def schema_management_only(endpoints):

@@ -1,4 +1,3 @@
-from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from projects import api
@@ -8,6 +7,5 @@ router.register("projects", api.ProjectViewSet, basename="api-projects")
 router.register("keys", api.ApiKeyViewSet, basename="api-keys")
 
 urlpatterns = [
-    path("auth/token/", api.TokenObtainView.as_view(), name="api-token"),
     *router.urls,
 ]

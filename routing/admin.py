@@ -67,6 +67,8 @@ class UpstreamAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return bool(obj.api_key_encrypted)
 
     def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            return super().changelist_view(request, extra_context)  # Django's 403
         for upstream in Upstream.objects.filter(enabled=False).exclude(disabled_reason=""):
             since = (
                 f" (since {upstream.disabled_at:%Y-%m-%d %H:%M} UTC)"
@@ -81,13 +83,13 @@ class UpstreamAdmin(AuditedAdminMixin, admin.ModelAdmin):
             )
         return super().changelist_view(request, extra_context)
 
-    @admin.action(description="Enable selected upstreams")
+    @admin.action(description="Enable selected upstreams", permissions=["change"])
     def action_enable(self, request, queryset):
         for upstream in queryset:
             upstream_enable(upstream_id=upstream.pk, actor=request.user)
         self.message_user(request, f"Enabled {queryset.count()} upstream(s).")
 
-    @admin.action(description="Disable selected upstreams")
+    @admin.action(description="Disable selected upstreams", permissions=["change"])
     def action_disable(self, request, queryset):
         for upstream in queryset:
             upstream_disable(
@@ -96,8 +98,43 @@ class UpstreamAdmin(AuditedAdminMixin, admin.ModelAdmin):
         self.message_user(request, f"Disabled {queryset.count()} upstream(s).")
 
 
+class RouteForm(forms.ModelForm):
+    """Tiers are checked like a routing file's (`[{above_input_tokens, input, output, ...}]`)."""
+
+    class Meta:
+        model = Route
+        fields = "__all__"  # noqa: DJ007 - the admin picks which to show
+
+    def clean_price_tiers(self):
+        from routing.services import RoutingFileError, tiers_validate
+
+        try:
+            return tiers_validate(self.cleaned_data.get("price_tiers") or [], "price_tiers")
+        except RoutingFileError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
+class HandSetPricesMixin:
+    """A price part an operator edits is hand-set from then on: `import_prices` keeps it."""
+
+    def save_model(self, request, obj, form, change):
+        changed = {f.removeprefix("price_") for f in form.changed_data}
+        if obj.price_catalog_parts and changed:
+            obj.price_catalog_parts = [p for p in obj.price_catalog_parts if p not in changed]
+        super().save_model(request, obj, form, change)
+
+    def save_formset(self, request, form, formset, change):
+        for inline_form in formset.forms:
+            obj = getattr(inline_form, "instance", None)
+            changed = {f.removeprefix("price_") for f in inline_form.changed_data}
+            if isinstance(obj, Route) and obj.price_catalog_parts and changed:
+                obj.price_catalog_parts = [p for p in obj.price_catalog_parts if p not in changed]
+        super().save_formset(request, form, formset, change)
+
+
 class RouteInline(admin.TabularInline):
     model = Route
+    form = RouteForm
     extra = 0
     fields = [
         "position",
@@ -107,6 +144,10 @@ class RouteInline(admin.TabularInline):
         "price_input",
         "price_output",
         "price_cached_input",
+        "price_cache_write",
+        "price_cache_write_1h",
+        "price_reasoning",
+        "price_per_request",
         "enabled",
     ]
     ordering = ["position", "id"]
@@ -114,7 +155,7 @@ class RouteInline(admin.TabularInline):
 
 
 @admin.register(Model)
-class ModelAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class ModelAdmin(HandSetPricesMixin, AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "enabled", "max_output_tokens", "route_count"]
     list_filter = ["enabled"]
     search_fields = ["name"]
@@ -126,9 +167,37 @@ class ModelAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Route)
-class RouteAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class RouteAdmin(HandSetPricesMixin, AuditedAdminMixin, admin.ModelAdmin):
     """Every route across models, to answer "which models does this upstream serve, at what
-    price?"; the usual place to edit them is the model's page (inline)."""
+    price?"; the usual place to edit them is the model's page (inline). Unset parts follow
+    the provider's rule (docs/billing.md); tiers are long-context prices."""
+
+    form = RouteForm
+    fieldsets = [
+        (
+            None,
+            {"fields": ["model", "upstream", "upstream_model", "position", "weight", "enabled"]},
+        ),
+        (
+            "Prices per 1M tokens (wallet currency; empty = the provider's rule)",
+            {
+                "fields": [
+                    "price_input",
+                    "price_output",
+                    "price_cached_input",
+                    "price_cache_write",
+                    "price_cache_write_1h",
+                    "price_reasoning",
+                    "price_input_audio",
+                    "price_output_audio",
+                    "price_per_request",
+                    "price_tiers",
+                ]
+            },
+        ),
+        ("From the price catalog", {"fields": ["context_window", "price_catalog_parts"]}),
+    ]
+    readonly_fields = ["price_catalog_parts"]
 
     list_display = [
         "model",

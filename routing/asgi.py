@@ -10,7 +10,7 @@ closes the response through `sync_to_async` inside a per-request `ThreadSensitiv
 i.e. it starts two fresh threads per request (~0.3-1 ms each on a busy 2-core box). The
 gateway's database work never touches the request thread's connection (routing/db.py drops
 stale connections per call), so its handler skips that signal and closes the response on the
-event loop (its closers only schedule coroutines; see routing.views.sse_response).
+event loop (its closers only schedule coroutines; see routing.views_base.sse_response).
 """
 
 from __future__ import annotations
@@ -72,15 +72,15 @@ class GatewayASGIHandler(ASGIHandler):
                 await self.send_response(response, send)
             settlement = getattr(response, "tf_settlement", None)
             if settlement is not None:
-                # The capture of a non-streamed request, started before the response was
-                # sent: the request is not over until it has committed (shielded, so a
-                # client leaving now cannot stop it).
+                # What a non-streamed request still does after its answer left (the capture
+                # itself is already durable by then: docs/billing.md); the request is not
+                # over until it is done (shielded, so a client leaving cannot stop it).
                 try:
                     await asyncio.shield(settlement)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("settlement after the response failed; the hold expires")
+                    log.exception("bookkeeping after the response failed")
             return response
 
         tasks = [

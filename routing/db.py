@@ -78,8 +78,8 @@ def _conninfo(*, synchronous_commit: bool = True) -> tuple[str, dict]:
     # The ledger statements are primary-key and unique-index lookups: one generic plan fits
     # every call, so re-planning the CTEs per execution is pure CPU on the database.
     extra = " -c plan_cache_mode=force_generic_plan"
-    if not synchronous_commit:
-        extra += " -c synchronous_commit=off"
+    # The settling pool's commits must wait for the disk whatever the server's default.
+    extra += " -c synchronous_commit=" + ("on" if synchronous_commit else "off")
     info["options"] = (info.get("options", "") + extra).strip()
     conninfo = make_conninfo(
         dbname=db.get("NAME") or None,
@@ -152,10 +152,17 @@ def _django_error(exc: psycopg.Error) -> Exception:
     return db_utils.DatabaseError(str(exc))
 
 
-# Forces a WAL flush up to here: assigning a transaction id makes its commit write a commit
-# record, and with synchronous_commit=on the commit waits until the WAL is on disk up to that
-# record, i.e. including every transaction committed before it.
-FLUSH_BARRIER_SQL = "SELECT txid_current()"
+# Forces a WAL flush up to here. A commit waits for the disk only if its transaction wrote
+# WAL (PostgreSQL's RecordTransactionCommit): `SELECT txid_current()` writes none, so it
+# committed asynchronously and flushed nothing. This statement writes one tiny row (its own
+# backend's, so barriers never queue on each other's row lock) and commits on a
+# synchronous_commit=on connection: when it returns, the WAL is on disk up to its commit
+# record, i.e. including every asynchronous capture committed before it started.
+FLUSH_BARRIER_SQL = (
+    "INSERT INTO ledger_flushmark (backend_pid, flushes) VALUES (pg_backend_pid(), 1) "
+    "ON CONFLICT (backend_pid) DO UPDATE SET flushes = ledger_flushmark.flushes + 1 "
+    "RETURNING flushes"
+)
 
 
 class _FlushBarrier:

@@ -43,14 +43,20 @@ from routing.db import db_call, pg_fast_path, pg_fetchone
 from routing.errors import GatewayError
 from routing.http import http_client
 from routing.pricing import (
-    cost_compute,
     hold_amount,
     prompt_tokens_estimate,
-    prompt_tokens_upper,
     tokens_estimate,
+    usage_cost,
+    usage_record_prices,
 )
 from routing.providers import get_provider
 from routing.providers.base import StreamState, UnsupportedFeature, UpstreamError, Usage
+from routing.request_bounds import (
+    body_with_output_limit,
+    completion_tokens_upper,
+    output_limit,
+    prompt_tokens_upper,
+)
 from routing.savings import baseline_cost
 from routing.selectors import ModelEntry, RouteEntry, model_entry_cached, model_entry_get
 
@@ -102,10 +108,16 @@ def _hold_void(**kwargs):
     return hold_void(**kwargs)
 
 
-def _hold_keepalive(**kwargs):
-    from ledger.services.holds import hold_keepalive
+def _hold_capture_late(**kwargs):
+    from ledger.services.safeguards import hold_capture_late
 
-    return hold_keepalive(**kwargs)
+    return hold_capture_late(**kwargs)
+
+
+def _shortfall_record(**kwargs):
+    from ledger.services.safeguards import shortfall_record
+
+    return shortfall_record(**kwargs)
 
 
 def _usage_record_failed(**kwargs):
@@ -115,7 +127,7 @@ def _usage_record_failed(**kwargs):
 
 
 async def _ledger_place(
-    *, hold_id, org_id, currency, amount, project_id, api_key_id, request_id
+    *, hold_id, org_id, currency, amount, project_id, api_key_id, request_id, ttl
 ) -> None:
     kwargs = {
         "hold_id": hold_id,
@@ -129,9 +141,7 @@ async def _ledger_place(
     if pg_fast_path():
         from ledger.services import holds
 
-        sql, params = holds.place_statement(
-            **kwargs, now=timezone.now(), ttl=settings.HOLD_TTL_SECONDS
-        )
+        sql, params = holds.place_statement(**kwargs, now=timezone.now(), ttl=ttl)
         try:
             outcome = holds.place_outcome(await pg_fetchone(sql, params, durable=False))
         except DatabaseError as exc:
@@ -144,7 +154,7 @@ async def _ledger_place(
             return
         if outcome == "insufficient":
             raise InsufficientBalance(currency)
-    await db_call(_hold_place, **kwargs)
+    await db_call(_hold_place, **kwargs, ttl_seconds=ttl)
 
 
 async def _pg_settle(sql: str, params: dict):
@@ -173,10 +183,14 @@ async def _ledger_capture(*, hold_id, amount: Decimal, usage: dict | None) -> No
             hold_id=hold_id, cost=to_money(amount), usage=usage, now=timezone.now()
         )
         row = await _pg_settle(sql, params)
-        if row is not None and row[11]:
+        if row is None:  # not pending: the request outlived its hold (or a retry's twin won)
+            await db_call(_hold_capture_late, hold_id=hold_id, amount=amount, usage=usage)
+        elif row[11]:
             await db_call(holds.threshold_alerts_record, counter_ids=list(row[11]))
         return
-    await db_call(_hold_capture, hold_id=hold_id, amount=amount, usage=usage)
+    settlement = await db_call(_hold_capture, hold_id=hold_id, amount=amount, usage=usage)
+    if not settlement.created:
+        await db_call(_hold_capture_late, hold_id=hold_id, amount=amount, usage=usage)
 
 
 async def _ledger_void(*, hold_id, usage: dict | None) -> None:
@@ -191,19 +205,78 @@ async def _ledger_void(*, hold_id, usage: dict | None) -> None:
     await db_call(_hold_void, hold_id=hold_id, usage=usage)
 
 
-async def _ledger_keepalive(*, hold_id) -> None:
+async def _ledger_keepalive(
+    *, hold_id, ttl: int, cost: Decimal | None = None, usage: dict | None = None
+) -> None:
+    """Push the hold's expiry forward; with `cost`/`usage`, write ahead the charge of what a
+    stream has delivered so far (ledger.services.safeguards). Not flushed: a hint, not money."""
+    from ledger.services import safeguards
+
     try:
         if pg_fast_path():
-            from ledger.services import holds
-
-            sql, params = holds.keepalive_statement(
-                hold_id=hold_id, now=timezone.now(), ttl=settings.HOLD_TTL_SECONDS
+            sql, params = safeguards.checkpoint_statement(
+                hold_id=hold_id, now=timezone.now(), ttl=ttl, cost=cost, usage=usage
             )
-            await pg_fetchone(sql, params)
+            await pg_fetchone(sql, params, durable=False)
         else:
-            await db_call(_hold_keepalive, hold_id=hold_id)
+            await db_call(
+                safeguards.hold_checkpoint, hold_id=hold_id, ttl_seconds=ttl, cost=cost, usage=usage
+            )
     except Exception:  # noqa: BLE001 - a missed keepalive only shortens the hold's life
         log.warning("hold keepalive failed for %s", hold_id, exc_info=True)
+
+
+class _Keeper:
+    """Keeps a request's current hold alive on a timer for as long as the request is in
+    flight (waiting for a non-streamed answer, or streaming), whether or not events arrive;
+    for a stream each tick also writes ahead what was delivered (`checkpoint`)."""
+
+    __slots__ = ("checkpoint", "handle", "held", "interval")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.held: HeldRoute | None = None
+        self.checkpoint: Callable[[], tuple[Decimal, dict] | None] | None = None
+        self.handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        if self.handle is None:
+            self.handle = asyncio.get_running_loop().call_later(self.interval, self._tick)
+
+    def _tick(self) -> None:
+        self.handle = None
+        held = self.held
+        if held is None:
+            return
+        payload = None
+        if self.checkpoint is not None:
+            try:
+                payload = self.checkpoint()
+            except Exception:  # noqa: BLE001 - the keepalive itself still goes out
+                log.warning("stream checkpoint failed", exc_info=True)
+        cost, usage = payload if payload is not None else (None, None)
+        _spawn(_ledger_keepalive(hold_id=held.hold_id, ttl=held.ttl, cost=cost, usage=usage))
+        self.start()
+
+    def stop(self) -> None:
+        self.held = None
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
+def _hold_ttl(route: RouteEntry) -> int:
+    """A hold outlives every try of its route even if a keepalive is missed: HOLD_TTL_SECONDS,
+    extended to the route's timeout times its tries plus a minute when that is longer."""
+    tries = 1 + max(0, settings.ROUTING_RETRIES)
+    return max(settings.HOLD_TTL_SECONDS, int(route.target.timeout) * tries + 60)
+
+
+def _keeper_interval(*, stream: bool) -> float:
+    interval = max(0.5, settings.HOLD_TTL_SECONDS / 3)
+    if stream:
+        interval = min(interval, float(settings.ROUTING_STREAM_CHECKPOINT_SECONDS))
+    return interval
 
 
 def _upstream_disable(**kwargs):
@@ -240,6 +313,9 @@ class Plan:
     prompt_estimate: int
     started: float = field(default_factory=time.monotonic)
     half_open: int | None = None  # the route this request probes (routing.cooldown)
+    keeper: _Keeper | None = None
+    # What a route could not take (a surface's own fields/tools), for the usage record.
+    dropped: Callable[[RouteEntry], list[str]] | None = None
 
 
 @dataclass(slots=True)
@@ -247,6 +323,8 @@ class HeldRoute:
     hold_id: Any
     wallet: str
     route: RouteEntry
+    amount: Decimal = Decimal(0)
+    ttl: int = 0
 
 
 @dataclass(slots=True)
@@ -262,6 +340,7 @@ class CompletionResult:
     # The capture, when the caller asked to settle after sending the response: it is already
     # running (and runs to the end even if the client leaves); await it before finishing.
     settlement: asyncio.Task | None = None
+    dropped: list[str] = field(default_factory=list)  # what the serving route left out
 
     @property
     def headers(self) -> dict[str, str]:
@@ -270,22 +349,12 @@ class CompletionResult:
             "x-tokenforge-wallet": self.wallet,
             "x-tokenforge-fallback": "true" if self.fallback else "false",
             "x-tokenforge-cost": format(self.cost, "f"),
+            **_dropped_header(self.dropped),
         }
 
 
-def _completion_upper(body: dict, model: ModelEntry) -> int:
-    requested = body.get("max_tokens") or body.get("max_completion_tokens")
-    if not isinstance(requested, int) or isinstance(requested, bool) or requested <= 0:
-        requested = None
-    limit = model.max_output_tokens
-    if requested is None:
-        upper = limit or settings.ROUTING_DEFAULT_MAX_OUTPUT_TOKENS
-    else:
-        upper = min(requested, limit) if limit else requested
-    n = body.get("n")
-    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
-        upper *= n
-    return upper
+def _dropped_header(dropped: list[str]) -> dict[str, str]:
+    return {"x-tokenforge-dropped": ", ".join(dropped)} if dropped else {}
 
 
 def _order_chain(ctx: KeyContext, routes: tuple[RouteEntry, ...]) -> list[RouteEntry]:
@@ -351,8 +420,17 @@ async def _plan(
             503, f"The model '{name}' has no available route.", type="api_error", code="no_route"
         )
     chain, half_open = await cooldown.breaker_chain(chain, org_id=ctx.org_id, model=name)
+    completion_upper = 0
+    if endpoint != "embeddings":
+        # One output limit: the one the hold pays for is the one the upstream is sent.
+        limit = output_limit(
+            body,
+            model_max=entry.max_output_tokens,
+            default=settings.ROUTING_DEFAULT_MAX_OUTPUT_TOKENS,
+        )
+        body = body_with_output_limit(body, limit=limit, surface=surface)
+        completion_upper = completion_tokens_upper(body, limit=limit)
     prompt_estimate = prompt_tokens_estimate(body)
-    completion_upper = 0 if endpoint == "embeddings" else _completion_upper(body, entry)
     if ctx.api_key_id is not None:
         decision = await ratelimit.admit(
             key_id=ctx.api_key_id,
@@ -406,7 +484,7 @@ def _usage_dict(
             routes=plan.model.routes, usage=usage, multiplier=plan.ctx.price_multiplier
         )
     usage = usage or Usage()
-    return {
+    record = {
         "request_id": plan.request_id,
         "project_id": plan.ctx.project_id,
         "api_key_id": plan.ctx.api_key_id,
@@ -433,17 +511,30 @@ def _usage_dict(
         "anomalies": usage.anomalies,
         "stream": plan.stream,
         "latency_ms": int((time.monotonic() - plan.started) * 1000),
+        "cache_write_tokens": usage.cache_write_tokens,
+        "cache_write_1h_tokens": usage.cache_write_1h_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "input_audio_tokens": usage.input_audio_tokens,
+        "output_audio_tokens": usage.output_audio_tokens,
+        "reported_cost": usage.reported_cost,
+        "dropped": plan.dropped(route) if plan.dropped and route is not None else [],
     }
+    if prices is not None:  # every price part used, at this request's size (tier)
+        record.update(
+            usage_record_prices(prices=prices, multiplier=plan.ctx.price_multiplier, usage=usage)
+        )
+    return record
 
 
 async def _place(plan: Plan, route: RouteEntry) -> HeldRoute:
     amount = hold_amount(
         prices=route.prices,
         multiplier=plan.ctx.price_multiplier,
-        prompt_upper=plan.prompt_upper,
+        prompt_upper=min(plan.prompt_upper, route.context_window or plan.prompt_upper),
         completion_upper=plan.completion_upper,
     )
     hold_id = uuid.uuid4()  # chosen here, so a cancelled caller still knows what to void
+    ttl = _hold_ttl(route)
     task = _spawn(
         _ledger_place(
             hold_id=hold_id,
@@ -453,6 +544,7 @@ async def _place(plan: Plan, route: RouteEntry) -> HeldRoute:
             project_id=plan.ctx.project_id,
             api_key_id=plan.ctx.api_key_id,
             request_id=plan.request_id,
+            ttl=ttl,
         )
     )
     try:
@@ -460,7 +552,7 @@ async def _place(plan: Plan, route: RouteEntry) -> HeldRoute:
     except asyncio.CancelledError:
         _spawn(_void_once_placed(task, hold_id))
         raise
-    return HeldRoute(hold_id=hold_id, wallet=route.wallet, route=route)
+    return HeldRoute(hold_id=hold_id, wallet=route.wallet, route=route, amount=amount, ttl=ttl)
 
 
 async def _void_once_placed(task: asyncio.Task, hold_id) -> None:
@@ -476,27 +568,43 @@ async def _void_once_placed(task: asyncio.Task, hold_id) -> None:
 
 
 async def _capture(
-    plan: Plan, held: HeldRoute, attempts: list[dict], usage: Usage, error: str = ""
+    plan: Plan,
+    held: HeldRoute,
+    attempts: list[dict],
+    usage: Usage,
+    error: str = "",
+    *,
+    count_tokens: bool = True,
 ):
-    cost = cost_compute(
-        prices=held.route.prices,
-        multiplier=plan.ctx.price_multiplier,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
-    )
-    await _ledger_capture(
-        hold_id=held.hold_id,
-        amount=cost,
-        usage=_usage_dict(plan, route=held.route, attempts=attempts, usage=usage, error=error),
-    )
+    cost = usage_cost(prices=held.route.prices, multiplier=plan.ctx.price_multiplier, usage=usage)
+    record = _usage_dict(plan, route=held.route, attempts=attempts, usage=usage, error=error)
+    shortfall = cost > held.amount
+    if shortfall:  # only an upstream's own miscount gets here: the hold bounds the request
+        from ledger.services.safeguards import ANOMALY_SHORTFALL
+
+        record["anomalies"] = [*record.get("anomalies", ()), ANOMALY_SHORTFALL]
+    await _ledger_capture(hold_id=held.hold_id, amount=cost, usage=record)
+    if shortfall:
+        await db_call(
+            _shortfall_record,
+            hold_id=held.hold_id,
+            upstream=held.route.target.name,
+            request_id=plan.request_id,
+            cost=cost,
+            held=held.amount,
+        )
+    if count_tokens:
+        await _tokens_count(plan, usage)
+    return cost
+
+
+async def _tokens_count(plan: Plan, usage: Usage) -> None:
     if plan.ctx.api_key_id is not None and plan.ctx.tpm_limit:
         await ratelimit.tokens_add(
             key_id=plan.ctx.api_key_id,
             tpm_limit=plan.ctx.tpm_limit,
             tokens=usage.total_tokens - plan.prompt_estimate,
         )
-    return cost
 
 
 async def _void(plan: Plan, held: HeldRoute, attempts: list[dict] | None, error: str = "") -> None:
@@ -608,6 +716,7 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
     last_error: UpstreamError | None = None
     unsupported: UnsupportedFeature | None = None
     tries = 1 + max(0, settings.ROUTING_RETRIES)
+    keeper = plan.keeper = _Keeper(_keeper_interval(stream=plan.stream))
     try:
         for route in plan.chain:
             if held is None or held.wallet != route.wallet or held.route.prices != route.prices:
@@ -623,7 +732,8 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                     continue
                 if held is not None:
                     await _void(plan, held, None)
-                held = placed
+                held = keeper.held = placed
+                keeper.start()
             else:
                 held.route = route
             for attempt in range(tries):
@@ -736,6 +846,7 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
             raise _ledger_gateway_error(ledger_error)
         raise _upstream_gateway_error(last_error)
     except BaseException:
+        keeper.stop()
         # Cancelled (client gone) or an unexpected error: never leave the hold pending.
         if held is not None:
             held_now = held
@@ -756,17 +867,20 @@ async def _completion_create(
     researcher_run_id: Any = None,
     upstream_headers: dict[str, str] | None = None,
     settle_after_response: bool = False,
+    endpoint: str | None = None,
+    dropped: Callable[[RouteEntry], list[str]] | None = None,
 ) -> CompletionResult:
     plan = await _plan(
         ctx=ctx,
         body=body,
         request_id=request_id,
         surface=surface,
-        endpoint="chat.completions" if surface == "openai" else "messages",
+        endpoint=endpoint or ("chat.completions" if surface == "openai" else "messages"),
         kind=kind,
         researcher_run_id=researcher_run_id,
         stream=False,
     )
+    plan.dropped = dropped
     client = http_client()
 
     async def call(route: RouteEntry):
@@ -776,7 +890,7 @@ async def _completion_create(
             client=client,
             target=route.target,
             model=route.upstream_model,
-            body=body,
+            body=plan.body,
             headers=_native_headers(provider, surface, upstream_headers),
         )
 
@@ -807,29 +921,23 @@ async def _embeddings_create(
     async def call(route: RouteEntry):
         provider = get_provider(route.target.provider)
         return await provider.embeddings(
-            client=client, target=route.target, model=route.upstream_model, body=body
+            client=client, target=route.target, model=route.upstream_model, body=plan.body
         )
 
     return await _finish_unary(plan, call, settle_after_response)
 
 
 async def _finish_unary(plan: Plan, call, settle_after_response: bool = False) -> CompletionResult:
-    """Route, call, then capture. With `settle_after_response` the capture starts now but is
-    not awaited here: the view sends the response and awaits it before the request ends
-    (routing.asgi), so the client does not wait for the commit (docs/billing.md)."""
+    """Route, call, then capture, durably, before the answer is handed back: an answer that
+    leaves is already charged on disk, whatever crashes next (docs/billing.md). With
+    `settle_after_response` only the bookkeeping that moves no money (the key's token rate
+    counter) is left for after the response (routing.asgi awaits it)."""
     result, held, attempts = await deadline.first_byte(plan.started, _route_loop(plan, call))
+    plan.keeper.stop()
     usage = _usage_clamped(plan, held, result.usage)
-    cost = cost_compute(
-        prices=held.route.prices,
-        multiplier=plan.ctx.price_multiplier,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
-    )
-    settlement = _spawn(_capture(plan, held, attempts, usage))
-    if not settle_after_response:
-        await asyncio.shield(settlement)  # the capture completes even if we are cancelled
-        settlement = None
+    capture = _spawn(_capture(plan, held, attempts, usage, count_tokens=not settle_after_response))
+    cost = await asyncio.shield(capture)  # the capture completes even if we are cancelled
+    settlement = _spawn(_tokens_count(plan, usage)) if settle_after_response else None
     body = result.body
     if isinstance(body, dict) and plan.surface == "openai" and "model" in body:
         body = {**body, "model": plan.model.name}
@@ -843,6 +951,7 @@ async def _finish_unary(plan: Plan, call, settle_after_response: bool = False) -
         upstream_model=held.route.upstream_model,
         fallback=len(attempts) > 1,
         settlement=settlement,
+        dropped=plan.dropped(held.route) if plan.dropped else [],
     )
 
 
@@ -913,6 +1022,7 @@ class StreamHandle:
             "x-tokenforge-route": self.held.route.label,
             "x-tokenforge-wallet": self.held.wallet,
             "x-tokenforge-fallback": "true" if len(self.attempts) > 1 else "false",
+            **_dropped_header(self.plan.dropped(self.held.route) if self.plan.dropped else []),
         }
 
     def _outgoing(self, event: dict) -> dict | None:
@@ -941,8 +1051,12 @@ class StreamHandle:
 
     async def events(self) -> AsyncIterator[dict]:
         text_of = _openai_text if self.plan.surface == "openai" else _anthropic_text
-        interval = max(1.0, settings.HOLD_TTL_SECONDS / 3)
-        last_keepalive = time.monotonic()
+        keeper = self.plan.keeper
+        if keeper is not None:
+            # From now on a crash is charged for what was delivered: written ahead at once,
+            # then on the keeper's timer (ledger.services.safeguards).
+            keeper.checkpoint = self._checkpoint
+            _spawn(self._write_ahead())
         try:
             for event in self._first:
                 out = self._outgoing(event)
@@ -952,9 +1066,6 @@ class StreamHandle:
             self._first = []
             try:
                 async for event in self._rest:
-                    if time.monotonic() - last_keepalive > interval:
-                        last_keepalive = time.monotonic()
-                        _spawn(_ledger_keepalive(hold_id=self.held.hold_id))
                     out = self._outgoing(event)
                     if out is not None:
                         yield out
@@ -976,6 +1087,32 @@ class StreamHandle:
                 self._settled = True
                 await _shielded(self._settle())
 
+    def _checkpoint(self) -> tuple[Decimal, dict]:
+        """The charge of what has reached the client so far, by the partial-stream policy."""
+        plan = self.plan
+        usage = Usage(
+            prompt_tokens=plan.prompt_estimate,
+            completion_tokens=tokens_estimate("".join(self._delivered)),
+            estimated=True,
+        )
+        cost = usage_cost(
+            prices=self.held.route.prices, multiplier=plan.ctx.price_multiplier, usage=usage
+        )
+        record = _usage_dict(
+            plan,
+            route=self.held.route,
+            attempts=self.attempts,
+            usage=usage,
+            error="the gateway stopped mid-stream; charged for what was delivered",
+        )
+        return cost, record
+
+    async def _write_ahead(self) -> None:
+        cost, record = self._checkpoint()
+        await _ledger_keepalive(
+            hold_id=self.held.hold_id, ttl=self.held.ttl, cost=cost, usage=record
+        )
+
     async def aclose(self) -> None:
         """Settle a handle whose events() were never iterated (e.g. the view failed)."""
         if not self._settled:
@@ -984,6 +1121,8 @@ class StreamHandle:
             await _shielded(self._settle())
 
     async def _settle(self) -> None:
+        if self.plan.keeper is not None:
+            self.plan.keeper.stop()
         try:
             closer = getattr(self._rest, "aclose", None)
             if closer is not None:
@@ -1047,6 +1186,8 @@ async def _completion_stream(
     kind: str = "api",
     researcher_run_id: Any = None,
     upstream_headers: dict[str, str] | None = None,
+    endpoint: str | None = None,
+    dropped: Callable[[RouteEntry], list[str]] | None = None,
 ) -> StreamHandle:
     """Open a stream: route, hold, and read until the first content (fallback allowed until
     then). The caller must iterate `handle.events()` (or call `handle.aclose()`)."""
@@ -1055,11 +1196,12 @@ async def _completion_stream(
         body=body,
         request_id=request_id,
         surface=surface,
-        endpoint="chat.completions" if surface == "openai" else "messages",
+        endpoint=endpoint or ("chat.completions" if surface == "openai" else "messages"),
         kind=kind,
         researcher_run_id=researcher_run_id,
         stream=True,
     )
+    plan.dropped = dropped
     if ctx.api_key_id is not None and not await ratelimit.stream_acquire(
         key_id=ctx.api_key_id, limit=ctx.max_concurrent_streams, request_id=request_id
     ):
@@ -1083,7 +1225,7 @@ async def _completion_stream(
             client=client,
             target=route.target,
             model=route.upstream_model,
-            body=body,
+            body=plan.body,
             headers=_native_headers(provider, surface, upstream_headers),
             state=state,
         )
@@ -1214,6 +1356,8 @@ async def completion_create(
     researcher_run_id: Any = None,
     upstream_headers: dict[str, str] | None = None,
     settle_after_response: bool = False,
+    endpoint: str | None = None,
+    dropped: Callable[[RouteEntry], list[str]] | None = None,
 ) -> CompletionResult:
     """One non-streamed chat completion (surface "openai") or message ("anthropic").
     `upstream_headers`: client headers the adapter may forward (e.g. `anthropic-beta`).
@@ -1228,6 +1372,8 @@ async def completion_create(
         researcher_run_id=researcher_run_id,
         upstream_headers=upstream_headers,
         settle_after_response=settle_after_response,
+        endpoint=endpoint,
+        dropped=dropped,
     )
 
 
@@ -1260,6 +1406,8 @@ async def completion_stream(
     kind: str = "api",
     researcher_run_id: Any = None,
     upstream_headers: dict[str, str] | None = None,
+    endpoint: str | None = None,
+    dropped: Callable[[RouteEntry], list[str]] | None = None,
 ) -> StreamHandle:
     """Open a stream: route, hold, and read until the first content (fallback allowed until
     then). The caller must iterate `handle.events()` (or call `handle.aclose()`); the stream's
@@ -1274,6 +1422,8 @@ async def completion_stream(
             kind=kind,
             researcher_run_id=researcher_run_id,
             upstream_headers=upstream_headers,
+            endpoint=endpoint,
+            dropped=dropped,
         )
     except BaseException as exc:
         status, code = _failure_of(exc)

@@ -76,8 +76,22 @@ class Route(models.Model):
     weight = models.PositiveIntegerField(default=1)
     price_input = MoneyField()  # per 1M prompt tokens
     price_output = MoneyField()  # per 1M completion tokens
-    # per 1M cached prompt tokens; null = charged at price_input
-    price_cached_input = MoneyField(null=True, blank=True, default=None)
+    # Further price parts per 1M tokens; null = the provider's published rule (routing/pricing.py
+    # prices_build: e.g. Anthropic cache read 0.1×, 5-minute write 1.25×, 1-hour write 2× input).
+    price_cached_input = MoneyField(null=True, blank=True, default=None)  # cache reads
+    price_cache_write = MoneyField(null=True, blank=True, default=None)  # 5-minute cache writes
+    price_cache_write_1h = MoneyField(null=True, blank=True, default=None)
+    price_reasoning = MoneyField(null=True, blank=True, default=None)
+    price_input_audio = MoneyField(null=True, blank=True, default=None)
+    price_output_audio = MoneyField(null=True, blank=True, default=None)
+    price_per_request = MoneyField(null=True, blank=True, default=None)  # flat, per request
+    # Long-context prices: [{"above_input_tokens": 200000, "input": "6", ...}], parts as strings.
+    price_tiers = models.JSONField(default=list, blank=True)
+    # The parts `import_prices` last wrote; every other set part was set by hand and the catalog
+    # only overwrites it with --force.
+    price_catalog_parts = models.JSONField(default=list, blank=True)
+    # From the price catalog: the upstream refuses a longer prompt, so holds never count more.
+    context_window = models.PositiveIntegerField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -93,6 +107,15 @@ class Route(models.Model):
                 & Q(price_output__gte=0)
                 & (Q(price_cached_input__isnull=True) | Q(price_cached_input__gte=0)),
                 name="route_prices_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=(Q(price_cache_write__isnull=True) | Q(price_cache_write__gte=0))
+                & (Q(price_cache_write_1h__isnull=True) | Q(price_cache_write_1h__gte=0))
+                & (Q(price_reasoning__isnull=True) | Q(price_reasoning__gte=0))
+                & (Q(price_input_audio__isnull=True) | Q(price_input_audio__gte=0))
+                & (Q(price_output_audio__isnull=True) | Q(price_output_audio__gte=0))
+                & (Q(price_per_request__isnull=True) | Q(price_per_request__gte=0)),
+                name="route_price_parts_non_negative",
             ),
         ]
 

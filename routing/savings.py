@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from routing.pricing import cost_compute
+from routing.pricing import usage_cost
 from routing.providers.base import Usage
 from routing.selectors import RouteEntry
 
@@ -28,11 +28,6 @@ def baseline_cost(
     route = baseline_route(routes)
     if route is None:
         return None, ""
-    cost = cost_compute(
-        prices=route.prices,
-        multiplier=multiplier,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
-    )
+    # every token class at its own part, exactly as the request itself was priced
+    cost = usage_cost(prices=route.prices, multiplier=multiplier, usage=usage)
     return cost, route.wallet

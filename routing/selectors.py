@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from routing.models import Model, Route
-from routing.pricing import Prices
+from routing.pricing import PART_FIELDS, Prices, prices_build
 from routing.providers.base import UpstreamTarget
 
 
@@ -22,6 +22,7 @@ class RouteEntry:
     wallet: str
     prices: Prices
     target: UpstreamTarget  # carries the decrypted secret: never log it
+    context_window: int | None = None  # the longest prompt the upstream takes (price catalog)
 
     @property
     def label(self) -> str:
@@ -37,6 +38,18 @@ class ModelEntry:
 
 
 _table: dict[str, tuple[float, ModelEntry | None]] = {}
+
+
+def route_prices(route: Route, *, provider: str) -> Prices:
+    """A route's full price: its own parts, the provider's rule for the rest."""
+    return prices_build(
+        provider=provider,
+        upstream_model=route.upstream_model,
+        input=route.price_input,
+        output=route.price_output,
+        parts={part: getattr(route, field) for part, field in PART_FIELDS.items()},
+        tiers=route.price_tiers if isinstance(route.price_tiers, list) else [],
+    )
 
 
 def _model_load(name: str) -> ModelEntry | None:
@@ -59,11 +72,7 @@ def _model_load(name: str) -> ModelEntry | None:
                 position=route.position,
                 weight=route.weight,
                 wallet=up.wallet,
-                prices=Prices(
-                    input=route.price_input,
-                    output=route.price_output,
-                    cached_input=route.price_cached_input,
-                ),
+                prices=route_prices(route, provider=up.provider),
                 target=UpstreamTarget(
                     name=up.name,
                     provider=up.provider,
@@ -71,6 +80,7 @@ def _model_load(name: str) -> ModelEntry | None:
                     api_key=up.api_key,
                     timeout=float(up.timeout),
                 ),
+                context_window=route.context_window,
             )
         )
     return ModelEntry(

@@ -41,9 +41,10 @@ class EstimateOption:
 
 
 def _prices(route: Route) -> Prices:
-    return Prices(
-        input=route.price_input, output=route.price_output, cached_input=route.price_cached_input
-    )
+    """Every part, unset ones by the provider's rule, as real requests are priced."""
+    from routing.selectors import route_prices
+
+    return route_prices(route, provider=route.upstream.provider)
 
 
 def estimate_routes(

@@ -33,6 +33,64 @@ def _price(value: Any, where: str) -> Decimal:
     return amount
 
 
+PRICE_KEYS = (
+    "input",
+    "output",
+    "cached_input",
+    "cache_write",
+    "cache_write_1h",
+    "reasoning",
+    "input_audio",
+    "output_audio",
+    "per_request",
+)
+TIER_KEYS = tuple(k for k in PRICE_KEYS if k != "per_request")
+
+
+def _price_parts(price: Any, where: str) -> dict:
+    """A route's `price` mapping -> Route field values (unset parts None; tiers as strings)."""
+    if not isinstance(price, dict) or "input" not in price or "output" not in price:
+        raise RoutingFileError(f"{where}: price needs `input` and `output`")
+    unknown = set(price) - {*PRICE_KEYS, "tiers"}
+    if unknown:
+        raise RoutingFileError(
+            f"{where}: unknown price part(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(PRICE_KEYS)}, tiers"
+        )
+    fields = {
+        f"price_{key}": (
+            _price(price[key], f"{where} price.{key}") if price.get(key) is not None else None
+        )
+        for key in PRICE_KEYS
+    }
+    fields["price_tiers"] = tiers_validate(price.get("tiers") or [], f"{where} price.tiers")
+    return fields
+
+
+def tiers_validate(tiers: Any, where: str) -> list[dict]:
+    """Tiers as stored: sorted by threshold, each price part a plain decimal string."""
+    if not isinstance(tiers, list):
+        raise RoutingFileError(f"{where} must be a list")
+    out, seen = [], set()
+    for k, tier in enumerate(tiers):
+        twhere = f"{where}[{k}]"
+        above = tier.get("above_input_tokens") if isinstance(tier, dict) else None
+        if isinstance(above, bool) or not isinstance(above, int) or above < 1:
+            raise RoutingFileError(f"{twhere}: above_input_tokens must be a positive integer")
+        if above in seen:
+            raise RoutingFileError(f"{twhere}: two tiers above {above} input tokens")
+        seen.add(above)
+        unknown = set(tier) - {*TIER_KEYS, "above_input_tokens"}
+        if unknown:
+            raise RoutingFileError(f"{twhere}: unknown price part(s) {', '.join(sorted(unknown))}")
+        entry: dict = {"above_input_tokens": above}
+        for key in TIER_KEYS:
+            if tier.get(key) is not None:
+                entry[key] = _plain(_price(tier[key], f"{twhere}.{key}"))
+        out.append(entry)
+    return sorted(out, key=lambda t: t["above_input_tokens"])
+
+
 def _validate(data: Any, env: dict[str, str]) -> tuple[list[dict], list[dict]]:
     if not isinstance(data, dict):
         raise RoutingFileError("the routing file must be a mapping with `upstreams` and `models`")
@@ -101,9 +159,7 @@ def _validate(data: Any, env: dict[str, str]) -> tuple[list[dict], list[dict]]:
             if (route["upstream"], upstream_model) in seen:
                 raise RoutingFileError(f"{rwhere}: the same upstream and model twice")
             seen.add((route["upstream"], upstream_model))
-            price = route.get("price") or {}
-            if not isinstance(price, dict) or "input" not in price or "output" not in price:
-                raise RoutingFileError(f"{rwhere}: price needs `input` and `output`")
+            prices = _price_parts(route.get("price") or {}, rwhere)
             weight = route.get("weight", 1)
             if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
                 raise RoutingFileError(f"{rwhere}: weight must be a positive integer")
@@ -113,13 +169,7 @@ def _validate(data: Any, env: dict[str, str]) -> tuple[list[dict], list[dict]]:
                     "model": str(upstream_model),
                     "position": j,
                     "weight": weight,
-                    "price_input": _price(price["input"], rwhere + " price.input"),
-                    "price_output": _price(price["output"], rwhere + " price.output"),
-                    "price_cached_input": (
-                        _price(price["cached_input"], rwhere + " price.cached_input")
-                        if price.get("cached_input") is not None
-                        else None
-                    ),
+                    **prices,
                 }
             )
         models.append({"name": item["name"], "max_output_tokens": max_out, "routes": routes})
@@ -173,16 +223,19 @@ def routing_apply(*, data: Any, env: dict[str, str] | None = None, actor: Any = 
             route = Route.objects.filter(
                 model=model, upstream=upstream, upstream_model=r["model"]
             ).first() or Route(model=model, upstream=upstream, upstream_model=r["model"])
+            prices = {k: v for k, v in r.items() if k.startswith("price_")}
+            # A part the file changes is hand-set from now on; the catalog keeps the rest.
+            catalog_parts = [
+                part
+                for part in (route.price_catalog_parts or [])
+                if not route._state.adding
+                and getattr(route, f"price_{part}", None) == prices.get(f"price_{part}")
+            ]
+            if route._state.adding or catalog_parts != route.price_catalog_parts:
+                prices["price_catalog_parts"] = catalog_parts
             save(
                 route,
-                {
-                    "position": r["position"],
-                    "weight": r["weight"],
-                    "price_input": r["price_input"],
-                    "price_output": r["price_output"],
-                    "price_cached_input": r["price_cached_input"],
-                    "enabled": True,
-                },
+                {"position": r["position"], "weight": r["weight"], **prices, "enabled": True},
             )
             keep_routes.add(route.pk)
     changed["disabled"] += (
@@ -236,12 +289,13 @@ def routing_export() -> dict:
         ):
             if route.upstream.name not in enabled:
                 continue
-            price = {
-                "input": _plain(route.price_input),
-                "output": _plain(route.price_output),
-            }
-            if route.price_cached_input is not None:
-                price["cached_input"] = _plain(route.price_cached_input)
+            price = {}
+            for key in PRICE_KEYS:
+                value = getattr(route, f"price_{key}")
+                if value is not None:
+                    price[key] = _plain(value)
+            if route.price_tiers:
+                price["tiers"] = route.price_tiers
             entry = {"upstream": route.upstream.name, "model": route.upstream_model, "price": price}
             if route.weight != 1:
                 entry["weight"] = route.weight
@@ -298,3 +352,39 @@ def upstream_enable(*, upstream_id: int, actor: Any = None) -> None:
     upstream = Upstream.objects.select_for_update().get(pk=upstream_id)
     if not upstream.enabled:
         _upstream_set_enabled(upstream, True, "", actor)
+
+
+@transaction.atomic
+def prices_import(*, changes: list, actor: Any = None) -> int:
+    """Write what `routing.catalog.prices_diff` proposed (its "set", "update" and "force"
+    lines), marking each written part as the catalog's; audited. Returns how many fields."""
+    from routing.catalog import PRICE_PARTS
+
+    written = 0
+    for change in changes:
+        if not change.writes:
+            continue
+        if change.model_id is not None:
+            Model.objects.filter(pk=change.model_id).update(max_output_tokens=change.new)
+            written += 1
+            continue
+        route = Route.objects.select_for_update().get(pk=change.route_id)
+        if change.part in PRICE_PARTS:
+            setattr(route, f"price_{change.part}", to_money(change.new))
+        elif change.part == "tiers":
+            route.price_tiers = tiers_validate(change.new, "catalog tiers")
+        else:
+            setattr(route, change.part, change.new)
+        route.price_catalog_parts = sorted({*(route.price_catalog_parts or []), change.part})
+        route.save()
+        written += 1
+    if written:
+        audit_record(
+            org=None,
+            actor=actor,
+            action="prices.import",
+            target="routing",
+            changes={"written": written, "lines": [c.line() for c in changes if c.writes][:200]},
+        )
+    transaction.on_commit(routing_cache_clear)
+    return written

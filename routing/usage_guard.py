@@ -19,6 +19,15 @@ from routing.providers.base import Usage
 log = logging.getLogger("routing.anomalies")
 
 INPUT_SLACK_TOKENS = 1024
+# Token classes on the input side (parts of prompt_tokens) and the output side.
+_INPUT_CLASSES = (
+    "prompt_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+)
+_OUTPUT_CLASSES = ("completion_tokens", "reasoning_tokens", "output_audio_tokens")
 
 
 def _bounds(*, prompt_upper: int, completion_upper: int) -> tuple[int, int]:
@@ -38,7 +47,9 @@ def usage_clamp(
     prompt_bound, completion_bound = _bounds(
         prompt_upper=prompt_upper, completion_upper=completion_upper
     )
-    bounds = {"prompt_tokens": prompt_bound, "completion_tokens": completion_bound}
+    bounds = {name: prompt_bound for name in _INPUT_CLASSES} | {
+        name: completion_bound for name in _OUTPUT_CLASSES
+    }
     changes: dict = {}
     anomalies: list[dict] = []
     for f in dataclasses.fields(usage):

@@ -9,70 +9,43 @@ translation (OpenAI-format, Gemini). Errors are Anthropic-shaped:
 
 from __future__ import annotations
 
-from datetime import UTC
+from collections.abc import Callable
 
-import orjson
-from django.http import HttpResponse
 from django.urls import path
 
 from routing import engine
-from routing.auth import authenticate
 from routing.db import db_call
-from routing.errors import GatewayError, bad_request
 from routing.http import http_client
 from routing.providers import get_provider
 from routing.providers.base import UnsupportedFeature, UpstreamError
-from routing.selectors import model_entry_cached, model_entry_get
+from routing.selectors import RouteEntry, model_entry_cached, model_entry_get
+from routing.translate.openai_anthropic import messages_dropped
 from routing.translate.tokens import estimate_tokens_anthropic
-from routing.validation import MAX_TOKENS_LIMIT, body_parse, messages_blocks_validate
-from routing.views import (
-    GatewayView,
-    _gateway_error_from,
+from routing.validation import MAX_TOKENS_LIMIT, messages_blocks_validate
+from routing.views_base import (  # noqa: F401 - some re-exported: older imports name them here
+    ANTHROPIC_ERROR_TYPES,
+    AnthropicView,
+    GatewayError,
+    anthropic_error_response,
+    anthropic_models_list,
+    anthropic_sse_event,
+    authenticate,
+    bad_request,
+    body_parse,
     json_response,
     settle_after_response,
     settled_response,
     sse_response,
 )
 
-FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
-
-
-def anthropic_error_response(err: GatewayError, *, request_id: str = "") -> HttpResponse:
-    kind = ERROR_TYPES.get(
-        err.status, "api_error" if err.status >= 500 else "invalid_request_error"
-    )
-    body = {"type": "error", "error": {"type": kind, "message": err.message}}
-    if request_id:
-        body["request_id"] = request_id
-    response = HttpResponse(orjson.dumps(body), status=err.status, content_type="application/json")
-    for name, value in err.headers.items():
-        response.headers[name] = value
-    return response
-
-
-def anthropic_sse_event(event: dict) -> bytes:
-    return (
-        b"event: "
-        + str(event.get("type") or "message").encode()
-        + b"\ndata: "
-        + orjson.dumps(event)
-        + b"\n\n"
-    )
+FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta", "x-claude-code-session-id")
+MESSAGE_ROLES = ("user", "assistant", "system")
+ERROR_TYPES = ANTHROPIC_ERROR_TYPES
 
 
 def forwarded_headers(request) -> dict[str, str]:
-    """The client's `anthropic-version` / `anthropic-beta`, for Anthropic upstreams only."""
+    """The client's `anthropic-version`, `anthropic-beta` (and Claude Code's session id), for
+    Anthropic upstreams only: new beta values reach the upstream without a gateway change."""
     return {name: request.headers[name] for name in FORWARDED_HEADERS if request.headers.get(name)}
 
 
@@ -89,9 +62,11 @@ def messages_validate(body: dict, *, count_only: bool = False) -> None:
     if not isinstance(messages, list) or not messages:
         raise bad_request("messages: a non-empty array is required.", param="messages")
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+        # `system` messages inside `messages` (Claude Code 2.1+ sends them after the first user
+        # turn): instructions in place, forwarded as they are or translated (issue 13).
+        if not isinstance(message, dict) or message.get("role") not in MESSAGE_ROLES:
             raise bad_request(
-                f"messages.{i}: an object with role 'user' or 'assistant' is required.",
+                f"messages.{i}: an object with role 'user', 'assistant' or 'system' is required.",
                 param=f"messages.{i}",
             )
         content = message.get("content")
@@ -137,10 +112,19 @@ def messages_validate(body: dict, *, count_only: bool = False) -> None:
         raise bad_request("stop_sequences: an array of strings is required.")
 
 
-class AnthropicView(GatewayView):
-    def handle_exception(self, exc):
-        request_id = getattr(getattr(self, "request", None), "request_id", "") or ""
-        return anthropic_error_response(_gateway_error_from(exc), request_id=request_id)
+def dropped_by_route(body: dict) -> Callable[[RouteEntry], list[str]]:
+    """What each route leaves out of this request: nothing on an Anthropic upstream (the body
+    is forwarded as sent), `messages_dropped` on a translated one (computed once, on use)."""
+    names: list[list[str]] = []
+
+    def dropped(route: RouteEntry) -> list[str]:
+        if get_provider(route.target.provider).native_surface == "anthropic":
+            return []
+        if not names:
+            names.append(messages_dropped(body))
+        return names[0]
+
+    return dropped
 
 
 class MessagesView(AnthropicView):
@@ -155,6 +139,7 @@ class MessagesView(AnthropicView):
             "request_id": request.request_id,
             "surface": "anthropic",
             "upstream_headers": forwarded_headers(request),
+            "dropped": dropped_by_route(body),
         }
         if body.get("stream"):
             handle = await engine.completion_stream(**options)
@@ -176,7 +161,8 @@ class MessagesView(AnthropicView):
 
 class CountTokensView(AnthropicView):
     """`{"input_tokens": N}` from the model's first usable route when it is Anthropic, else
-    (or when that upstream cannot answer) the local estimate. Never charged."""
+    (or when that upstream cannot answer, or refuses the body) the local estimate. Never
+    charged; answers for every route."""
 
     async def post(self, request):
         body = body_parse(request)
@@ -204,33 +190,13 @@ class CountTokensView(AnthropicView):
                     body=body,
                     headers=forwarded_headers(request),
                 )
-            except UpstreamError as exc:
-                if not (exc.retryable or exc.disable):
-                    raise GatewayError(exc.status or 400, exc.message) from exc
-            except UnsupportedFeature as exc:
-                raise GatewayError(400, exc.message, param=exc.param) from exc
+            except (UpstreamError, UnsupportedFeature):
+                # Counting is advisory and never charged: a client (Claude Code sizes its
+                # context with it) gets the local estimate rather than an error.
+                count = None
         if count is None:
             count = estimate_tokens_anthropic(body)
         return json_response({"input_tokens": count})
-
-
-def anthropic_models_list(models) -> dict:
-    """`GET /v1/models` in Anthropic's shape (when the request carries `anthropic-version`)."""
-    data = [
-        {
-            "type": "model",
-            "id": m.name,
-            "display_name": m.name,
-            "created_at": m.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        }
-        for m in models
-    ]
-    return {
-        "data": data,
-        "has_more": False,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-    }
 
 
 urlpatterns = [

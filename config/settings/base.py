@@ -45,7 +45,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",  # management API tokens (created in admin or POST /api/auth/token/)
     "adrf",
     "django_filters",
     "drf_spectacular",
@@ -115,8 +114,9 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # per worker process. Off (LEDGER_FAST_PATH=false) falls back to the ORM path.
 LEDGER_FAST_PATH = env.bool("LEDGER_FAST_PATH", default=True)
 DB_ASYNC_POOL_SIZE = env.int("DB_ASYNC_POOL_SIZE", default=4)
-# Non-streamed requests: commit the capture right after the response is sent, still inside the
-# same request (docs/billing.md). `make serve` turns it on; off, the response waits for it.
+# Non-streamed requests: the capture is durable before the answer leaves; with this on, only
+# the bookkeeping that moves no money (the key's token-rate counter) runs after the response
+# is sent, still inside the request (docs/billing.md). `make serve` turns it on.
 ROUTING_SETTLE_AFTER_RESPONSE = env.bool("ROUTING_SETTLE_AFTER_RESPONSE", default=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web + worker) share one file in the embedded demo.
@@ -162,11 +162,18 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "expire-holds": {"task": "ledger.tasks.expire_holds", "schedule": 30.0},
+    "upstream-cost-drift": {"task": "ledger.tasks.upstream_cost_drift_check", "schedule": 3600.0},
 }
 
 # --- Money and gateway ------------------------------------------------------
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
+# A hold's life without a keepalive. Every in-flight request keeps its hold alive on a timer,
+# and each hold lives at least its route's timeout x tries + 60 s (routing.engine._hold_ttl),
+# so a slow upstream (timeouts go up to 3,600 s) never outlives its hold (docs/billing.md).
 HOLD_TTL_SECONDS = env.int("HOLD_TTL_SECONDS", default=900)
+# A stream writes ahead what it has delivered this often, so a crashed worker's stream is
+# charged for it by the expiry sweep instead of being forgiven.
+ROUTING_STREAM_CHECKPOINT_SECONDS = env.float("ROUTING_STREAM_CHECKPOINT_SECONDS", default=5.0)
 PROXY_MAX_BODY_BYTES = env.int("PROXY_MAX_BODY_BYTES", default=8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PROXY_MAX_BODY_BYTES
 # Gateway tuning (routing app): cooldown after N failures in a window, retries, caches.
@@ -191,6 +198,14 @@ HEADER_READ_TIMEOUT_SECONDS = env.float("HEADER_READ_TIMEOUT_SECONDS", default=1
 ROUTING_DEFAULT_MAX_OUTPUT_TOKENS = env.int("ROUTING_DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
 ROUTING_KEY_CACHE_SECONDS = env.int("ROUTING_KEY_CACHE_SECONDS", default=30)
 ROUTING_TABLE_CACHE_SECONDS = env.int("ROUTING_TABLE_CACHE_SECONDS", default=5)
+# Prices (docs/billing.md): headers in which an upstream states its own cost of a request, the
+# LiteLLM-format price catalog unset price parts follow (empty: the snapshot in routing/data),
+# and the computed-vs-reported upstream cost difference (a fraction) that raises a drift alert.
+ROUTING_REPORTED_COST_HEADERS = env.list(
+    "ROUTING_REPORTED_COST_HEADERS", default=["x-litellm-response-cost"]
+)
+PRICE_CATALOG_PATH = env("PRICE_CATALOG_PATH", default="")
+UPSTREAM_COST_DRIFT_THRESHOLD = env("UPSTREAM_COST_DRIFT_THRESHOLD", default="0.02")
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 # /metrics (Prometheus): Bearer token; unset means the endpoint answers 404.
@@ -206,9 +221,27 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", PROMETHEUS_MULTIPROC_DIR)
 DISPLAY_FX_USD_CNY = Decimal(env("DISPLAY_FX_USD_CNY", default="") or "0") or None
 
 # --- Email ------------------------------------------------------------------
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+# DEBUG on: printed to the console, links included (`make run`). DEBUG off: a real server
+# from EMAIL_URL; unset, nothing is sent (a warning per message). A console backend with DEBUG
+# off would print password-reset and invitation links into the logs: refused at start unless
+# EMAIL_CONSOLE_ALLOWED=true, and then printed with every link removed (accounts/mail.py).
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "dummymail://")
 vars().update(EMAIL_CONFIG)
+if not DEBUG and "EMAIL_URL" not in os.environ:
+    EMAIL_BACKEND = "accounts.mail.UnsentEmailBackend"
+EMAIL_CONSOLE_ALLOWED = env.bool("EMAIL_CONSOLE_ALLOWED", default=False)
+if not DEBUG and EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend":  # noqa: F821
+    if not EMAIL_CONSOLE_ALLOWED:
+        raise environ.ImproperlyConfigured(
+            "EMAIL_URL is a console backend while DEBUG is off: password-reset and invitation "
+            "links would be printed into the logs. Set EMAIL_URL to a mail server "
+            "(smtp+tls://user:pass@host:587), or EMAIL_CONSOLE_ALLOWED=true to print e-mails "
+            "with their links removed."
+        )
+    EMAIL_BACKEND = "accounts.mail.LinkRedactingConsoleBackend"
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="tokenforge <noreply@tokenforge.local>")
+# Operators who get money alerts (a card refund or dispute beyond the wallet): comma-separated.
+ADMINS = [("tokenforge operator", email) for email in env.list("OPERATOR_EMAILS", default=[])]
 
 # --- Auth and security --------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -225,11 +258,15 @@ AXES_USERNAME_FORM_FIELD = "username"
 # Django's AuthenticationForm posts the email as "username"; our form lowercases it before
 # authenticate(), so "A@x.com" and "a@x.com" count against the same account.
 AXES_LOCKOUT_TEMPLATE = "accounts/lockout.html"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"  # JSON under /api/
 AXES_HTTP_RESPONSE_CODE = 429
 # Called (dotted paths, in order, inside the creating transaction) for every new organization:
 # accounts sits below ledger, so it cannot import the wallet opener itself.
 ORGANIZATION_SETUP_HOOKS = ["ledger.services.postings.wallets_open"]
 INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=7)
+# Management-API tokens (accounts.tokens): default lifetime, and how often last-used is written.
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
+API_TOKEN_LAST_USED_GRANULARITY_SECONDS = 60
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -267,7 +304,7 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes an unauthenticated call a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

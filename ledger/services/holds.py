@@ -437,32 +437,37 @@ def _settlement_of(hold_pk) -> Settlement:
 
 
 def hold_keepalive(*, hold_id: UUID | str, ttl_seconds: int | None = None) -> bool:
-    """Push a live stream's hold expiry forward; False if it was already resolved."""
-    ttl = ttl_seconds if ttl_seconds is not None else settings.HOLD_TTL_SECONDS
-    return (
-        Hold.objects.filter(pk=hold_id, status=HoldStatus.PENDING).update(
-            expires_at=timezone.now() + timedelta(seconds=ttl)
-        )
-        == 1
-    )
+    """Push a live request's hold expiry forward; False if it was already resolved."""
+    from ledger.services.safeguards import hold_checkpoint
+
+    return hold_checkpoint(hold_id=hold_id, ttl_seconds=ttl_seconds)
 
 
 def holds_expire(*, limit: int = 500) -> int:
-    """Void every expired pending hold (the sweep after a crash); returns how many."""
-    voided = 0
+    """Resolve every expired pending hold (the sweep after a crash); returns how many.
+
+    A hold with a written-ahead charge (a stream that was delivering when its worker died,
+    ledger.services.safeguards) is captured for what was delivered; the others are voided."""
+    from ledger.services.safeguards import sweep_usage
+
+    resolved = 0
     while True:
         with transaction.atomic():
-            ids = list(
+            rows = list(
                 Hold.objects.select_for_update(skip_locked=True)
                 .filter(status=HoldStatus.PENDING, expires_at__lt=timezone.now())
                 .order_by("expires_at")
-                .values_list("pk", flat=True)[:limit]
+                .values_list("pk", "settle_cost", "settle_usage")[:limit]
             )
-            for hold_id in ids:
-                if hold_void(hold_id=hold_id, expired=True).created:
-                    voided += 1
-        if len(ids) < limit:
-            return voided
+            for hold_id, cost, usage in rows:
+                if usage is not None and cost is not None:
+                    done = hold_capture(hold_id=hold_id, amount=cost, usage=sweep_usage(usage))
+                else:
+                    done = hold_void(hold_id=hold_id, expired=True)
+                if done.created:
+                    resolved += 1
+        if len(rows) < limit:
+            return resolved
 
 
 # --- PostgreSQL fast path ---------------------------------------------------------------------
@@ -749,14 +754,6 @@ def system_accounts_ensure() -> None:
     for currency in Currency.values:
         system_account(currency=currency, kind=AccountKind.USAGE_REVENUE)
         system_account(currency=currency, kind=AccountKind.SHORTFALL)
-
-
-def keepalive_statement(*, hold_id, now, ttl: int) -> tuple[str, dict]:
-    return (
-        "UPDATE ledger_hold SET expires_at = %(expires)s::timestamptz "
-        "WHERE id = %(hold)s::uuid AND status = 'pending' RETURNING id",
-        {"hold": hold_id, "expires": now + timedelta(seconds=ttl)},
-    )
 
 
 def usage_record_failed(*, org_id: int, usage: dict[str, Any]) -> UsageRecord:

@@ -30,6 +30,7 @@ from ledger.models import (
 )
 from ledger.money import MONEY_PLACES, Currency, to_money
 from ledger.services.postings import system_account, transaction_post, wallet_for
+from ledger.services.reversals import STRIPE_REVERSAL_EVENTS, stripe_reversal_handle
 
 logger = logging.getLogger(__name__)
 
@@ -238,6 +239,8 @@ def _checkout_session_create(*, org, topup, cents, success_url, cancel_url):
         ],
         client_reference_id=str(topup.pk),
         metadata={"org_id": str(org.pk), "topup_id": str(topup.pk)},
+        # Copied onto the PaymentIntent and its charge: refunds and disputes carry it.
+        payment_intent_data={"metadata": {"org_id": str(org.pk), "topup_id": str(topup.pk)}},
         success_url=success_url,
         cancel_url=cancel_url,
     )
@@ -306,7 +309,8 @@ class WebhookRejected(Exception):
 def stripe_webhook_handle(*, payload: bytes, sig_header: str | None) -> str:
     """Verify and apply one Stripe delivery; returns what happened (for logs and tests).
 
-    The WebhookEvent insert and the credit share one DB transaction: a failed credit leaves
+    Refunds and disputes go to `ledger.services.reversals`. The WebhookEvent insert and the
+    credit share one DB transaction: a failed credit leaves
     no claim behind, so Stripe's retry can try again. The credit's reference comes from the
     Checkout Session id, so `completed` and `async_payment_succeeded` for the same payment,
     in any order and at once, credit once.
@@ -323,6 +327,8 @@ def stripe_webhook_handle(*, payload: bytes, sig_header: str | None) -> str:
         raise WebhookRejected(f"Invalid Stripe webhook: {exc.__class__.__name__}") from None
     event_type = event.get("type", "")
     event_id = event.get("id", "")
+    if event_type in STRIPE_REVERSAL_EVENTS:
+        return stripe_reversal_handle(event=event)
     if event_type not in STRIPE_EVENTS:
         return "ignored"
     session = (event.get("data") or {}).get("object") or {}
@@ -349,6 +355,12 @@ def stripe_webhook_handle(*, payload: bytes, sig_header: str | None) -> str:
         _, created = topup_settle(
             topup_id=topup.pk, reference=f"stripe:{session['id']}", amount=amount
         )
+        payment_intent = session.get("payment_intent")
+        if isinstance(payment_intent, str) and payment_intent:
+            # How a later refund or dispute of this payment finds the top-up.
+            TopUp.objects.filter(pk=topup.pk, payment_intent="").update(
+                payment_intent=payment_intent[:200]
+            )
     return "credited" if created else "already_credited"
 
 

@@ -3,7 +3,6 @@ a transaction with its postings, the streamed CSV export, and "Why did my balanc
 
 from __future__ import annotations
 
-import csv
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, timedelta
 
@@ -14,7 +13,9 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from accounts.csv_safe import csv_writer
 from accounts.decorators import org_required
+from ledger.cost_formula import breakdown_of_record
 from ledger.models import TransactionKind, UsageKind, UsageStatus
 from ledger.money import Currency
 from ledger.selectors_dashboard import (
@@ -123,7 +124,12 @@ def request_detail(request, request_id: str):
     return render(
         request,
         "ledger/request_detail.html",
-        {"title": f"Request {record.request_id}", "record": record, "postings": postings},
+        {
+            "title": f"Request {record.request_id}",
+            "record": record,
+            "postings": postings,
+            "formula": breakdown_of_record(record),
+        },
     )
 
 
@@ -175,7 +181,7 @@ def _keyset(rows: list[tuple]) -> tuple | None:
 
 def _csv_rows(qs) -> Iterator[str]:
     """For WSGI servers: a plain generator, one batch in memory at a time."""
-    writer = csv.writer(_Echo())
+    writer = csv_writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
     after = None
     while True:
@@ -188,7 +194,7 @@ def _csv_rows(qs) -> Iterator[str]:
 
 async def _csv_rows_async(qs) -> AsyncIterator[str]:
     """For ASGI servers, which buffer a synchronous iterator whole before sending it."""
-    writer = csv.writer(_Echo())
+    writer = csv_writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
     after = None
     while True:

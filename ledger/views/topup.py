@@ -19,6 +19,7 @@ from accounts.models import Role
 from ledger.errors import LedgerError
 from ledger.models import Account, AccountKind, TopUp, TopUpProvider, TopUpStatus
 from ledger.services.redemptions import redemption_redeem
+from ledger.services.reversals import ReversalTooEarly
 from ledger.services.topups import (
     WebhookRejected,
     card_topup_available,
@@ -158,4 +159,6 @@ def stripe_webhook(request):
         )
     except WebhookRejected as exc:
         return HttpResponseBadRequest(str(exc), content_type="text/plain")
+    except ReversalTooEarly as exc:  # a refund before its payment's credit: Stripe retries
+        return HttpResponse(str(exc), status=409, content_type="text/plain")
     return HttpResponse(outcome, content_type="text/plain")

@@ -25,7 +25,12 @@ from routing.providers.base import (
 from routing.translate.openai_anthropic import usage_from_anthropic
 
 DEFAULT_VERSION = "2023-06-01"
-FORWARDED = ("anthropic-version", "anthropic-beta")
+# Fields of a Messages request that /v1/messages/count_tokens refuses.
+GENERATION_ONLY = frozenset(
+    ("max_tokens", "stream", "metadata", "temperature", "top_p", "top_k", "stop_sequences",
+     "service_tier")
+)  # fmt: skip
+FORWARDED = ("anthropic-version", "anthropic-beta", "x-claude-code-session-id")
 
 
 def error_from_response(status: int, content: bytes, response: httpx.Response) -> UpstreamError:
@@ -181,8 +186,9 @@ class AnthropicProvider(Provider):
             await response.aclose()
 
     async def count_tokens(self, *, client, target, model, body, headers) -> int | None:
-        allowed = ("messages", "system", "tools", "tool_choice", "thinking", "mcp_servers")
-        upstream_body = {k: v for k, v in body.items() if k in allowed}
+        # As the client sent it (new fields such as context_management, output_config reach
+        # the upstream), minus what only a generation takes.
+        upstream_body = {k: v for k, v in body.items() if k not in GENERATION_ONLY}
         upstream_body["model"] = model
         data = await self._post_json(
             client, target, "/v1/messages/count_tokens", upstream_body, headers

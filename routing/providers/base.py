@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import httpx
 import orjson
@@ -31,6 +32,14 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0  # part of prompt_tokens that was read from the provider's cache
     estimated: bool = False  # True when counted from text because the upstream reported none
+    # Further classes, each a part of prompt_tokens (input side) or completion_tokens (output).
+    cache_write_tokens: int = 0  # written to a 5-minute cache (Anthropic)
+    cache_write_1h_tokens: int = 0  # written to a 1-hour cache (Anthropic)
+    input_audio_tokens: int = 0
+    reasoning_tokens: int = 0  # thinking / reasoning (OpenAI o-series, Gemini thoughts)
+    output_audio_tokens: int = 0
+    # What the upstream said the request cost (OpenRouter-style usage.cost, a cost header).
+    reported_cost: Decimal | None = None
     # What the gateway corrected in the reported usage (routing.usage_guard).
     anomalies: list = field(default_factory=list)
 
@@ -122,9 +131,17 @@ ErrorMapper = Callable[[int, bytes, httpx.Response], UpstreamError]
 
 
 async def post_json(
-    client: httpx.AsyncClient, url, *, body: dict, headers: dict, timeout, errors: ErrorMapper
+    client: httpx.AsyncClient,
+    url,
+    *,
+    body: dict,
+    headers: dict,
+    timeout,
+    errors: ErrorMapper,
+    response_headers: dict | None = None,
 ) -> dict:
-    """POST `body`, answer the JSON object; every failure as the provider's UpstreamError."""
+    """POST `body`, answer the JSON object; every failure as the provider's UpstreamError.
+    `response_headers`, when given, receives the answer's headers (e.g. a reported cost)."""
     try:
         response = await client.post(
             url, content=orjson.dumps(body), headers=headers, timeout=timeout
@@ -133,6 +150,8 @@ async def post_json(
         raise connect_error(exc) from exc
     if response.status_code >= 400:
         raise errors(response.status_code, response.content, response)
+    if response_headers is not None:
+        response_headers.update(response.headers)
     try:
         data = orjson.loads(response.content)
     except orjson.JSONDecodeError as exc:
@@ -268,13 +287,21 @@ class Provider:
         """`body` is an Anthropic Messages request; the result body is an Anthropic message."""
         from routing.translate import openai_anthropic as tr
 
-        result = await self.chat(
-            client=client,
-            target=target,
-            model=model,
-            body=tr.request_to_openai(body),
-            headers=headers,
-        )
+        request = _effort_for(target, model, tr.request_to_openai(body))
+        try:
+            result = await self.chat(
+                client=client, target=target, model=model, body=request, headers=headers
+            )
+        except UpstreamError as exc:
+            if not _effort_refused(exc, request, target, model):
+                raise
+            result = await self.chat(
+                client=client,
+                target=target,
+                model=model,
+                body=_effort_for(target, model, request),
+                headers=headers,
+            )
         return ChatResult(
             body=tr.response_to_anthropic(result.body, model=body.get("model", model)),
             usage=result.usage,
@@ -293,14 +320,17 @@ class Provider:
         """Yields Anthropic stream event dicts (`message_start`, `content_block_delta`, ...)."""
         from routing.translate import openai_anthropic as tr
 
-        chunks = self.chat_stream(
-            client=client,
-            target=target,
-            model=model,
-            body=tr.request_to_openai(body),
-            headers=headers,
-            state=state,
-        )
+        def open_stream(request: dict) -> AsyncIterator[dict]:
+            return self.chat_stream(
+                client=client,
+                target=target,
+                model=model,
+                body=_effort_for(target, model, request),
+                headers=headers,
+                state=state,
+            )
+
+        chunks = _with_effort_fallback(open_stream, tr.request_to_openai(body), target, model)
         return tr.stream_to_anthropic(chunks, model=body.get("model", model), state=state)
 
     async def count_tokens(
@@ -314,3 +344,62 @@ class Provider:
     ) -> int | None:
         """Anthropic-format body; None when the upstream cannot count (the caller estimates)."""
         return None
+
+
+# --- reasoning on translated /v1/messages ------------------------------------------------------
+# Claude Code sends `thinking` / `output_config.effort` on every request; translated, they are a
+# `reasoning_effort` that a model without reasoning (gpt-4o, a relay's open model) refuses with
+# a 400. Such a refusal is retried once without it (nothing was generated, so nothing is
+# charged twice), and the (upstream, model) pair is remembered in this process so the next
+# requests go without it at once.
+_NO_REASONING: set[tuple[str, str]] = set()
+
+
+def _effort_for(target: UpstreamTarget, model: str, request: dict) -> dict:
+    if "reasoning_effort" in request and (target.name, model) in _NO_REASONING:
+        return {k: v for k, v in request.items() if k != "reasoning_effort"}
+    return request
+
+
+def _effort_refused(exc: UpstreamError, request: dict, target: UpstreamTarget, model: str) -> bool:
+    """True (and remembered) when the upstream refused the request for its reasoning setting."""
+    if "reasoning_effort" not in request or exc.status != 400 or exc.retryable or exc.disable:
+        return False
+    text = exc.message.lower()
+    if "reasoning" not in text and "thinking" not in text:
+        return False
+    _NO_REASONING.add((target.name, model))
+    return True
+
+
+async def _with_effort_fallback(
+    open_stream: Callable[[dict], AsyncIterator[dict]],
+    request: dict,
+    target: UpstreamTarget,
+    model: str,
+) -> AsyncIterator[dict]:
+    """A stream opened with `request`; refused for its reasoning setting before the first
+    chunk, opened again without it."""
+    chunks = open_stream(request)
+    try:
+        try:
+            first = await chunks.__anext__()
+        except UpstreamError as exc:
+            if not _effort_refused(exc, request, target, model):
+                raise
+            await _aclose(chunks)
+            chunks = open_stream(request)
+            first = await chunks.__anext__()
+        yield first
+        async for chunk in chunks:
+            yield chunk
+    except StopAsyncIteration:
+        return
+    finally:
+        await _aclose(chunks)
+
+
+async def _aclose(iterator) -> None:
+    closer = getattr(iterator, "aclose", None)
+    if closer is not None:
+        await closer()

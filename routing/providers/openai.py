@@ -4,6 +4,7 @@ Bearer key, SSE streams with `stream_options.include_usage` for the final usage.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from decimal import Decimal, InvalidOperation
 
 import httpx
 import orjson
@@ -22,17 +23,56 @@ from routing.providers.base import (
 )
 
 
+def _count(data: dict, key: str) -> int:
+    value = data.get(key) if isinstance(data, dict) else None
+    return int(value or 0)
+
+
+def reported_cost_of(value) -> Decimal | None:
+    """An upstream's own figure for the request's cost (`usage.cost`, a cost header)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        cost = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return cost if cost.is_finite() and cost >= 0 else None
+
+
+def reported_cost_header(headers) -> Decimal | None:
+    """A cost header some relays send (`ROUTING_REPORTED_COST_HEADERS`, e.g. LiteLLM's)."""
+    from django.conf import settings
+
+    for name in getattr(settings, "ROUTING_REPORTED_COST_HEADERS", ()):
+        value = headers.get(name)
+        if value is not None:
+            return reported_cost_of(value)
+    return None
+
+
 def usage_from_openai(data: dict | None) -> Usage | None:
+    """OpenAI usage, every class: `prompt_tokens_details` {cached_tokens, audio_tokens,
+    cache_write_tokens (relays)}, `completion_tokens_details` {reasoning_tokens, audio_tokens},
+    and a relay's `cost` (OpenRouter)."""
     if not isinstance(data, dict):
         return None
     try:
         prompt = int(data.get("prompt_tokens") or 0)
         completion = int(data.get("completion_tokens") or 0)
         details = data.get("prompt_tokens_details") or {}
-        cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+        out_details = data.get("completion_tokens_details") or {}
+        return Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cached_tokens=_count(details, "cached_tokens"),
+            cache_write_tokens=_count(details, "cache_write_tokens"),
+            input_audio_tokens=_count(details, "audio_tokens"),
+            reasoning_tokens=_count(out_details, "reasoning_tokens"),
+            output_audio_tokens=_count(out_details, "audio_tokens"),
+            reported_cost=reported_cost_of(data.get("cost")),
+        )
     except (TypeError, ValueError):
         return None
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached)
 
 
 def error_from_response(status: int, content: bytes, response: httpx.Response) -> UpstreamError:
@@ -115,7 +155,13 @@ class OpenAIProvider(Provider):
         return headers
 
     async def _post_json(
-        self, client: httpx.AsyncClient, target: UpstreamTarget, path: str, body: dict, headers
+        self,
+        client: httpx.AsyncClient,
+        target: UpstreamTarget,
+        path: str,
+        body: dict,
+        headers,
+        response_headers: dict | None = None,
     ) -> dict:
         url, timeout = _parsed(target, path)
         return await post_json(
@@ -125,11 +171,13 @@ class OpenAIProvider(Provider):
             headers=self._headers(target, headers),
             timeout=timeout,
             errors=error_from_response,
+            response_headers=response_headers,
         )
 
     async def chat(self, *, client, target, model, body, headers) -> ChatResult:
+        answered: dict = {}
         data = await self._post_json(
-            client, target, "/chat/completions", {**body, "model": model}, headers
+            client, target, "/chat/completions", {**body, "model": model}, headers, answered
         )
         if not isinstance(data.get("choices"), list):
             raise UpstreamError(
@@ -149,6 +197,8 @@ class OpenAIProvider(Provider):
                 completion_tokens=tokens_estimate(text),
                 estimated=True,
             )
+        if usage.reported_cost is None:
+            usage.reported_cost = reported_cost_header(answered)
         return ChatResult(body=data, usage=usage)
 
     def chat_stream(self, *, client, target, model, body, headers, state) -> AsyncIterator[dict]:
@@ -175,6 +225,7 @@ class OpenAIProvider(Provider):
             timeout=timeout,
             errors=error_from_response,
         )
+        header_cost = reported_cost_header(response.headers)
         try:
             done = False
             try:
@@ -201,6 +252,8 @@ class OpenAIProvider(Provider):
                         )
                     usage = usage_from_openai(chunk.get("usage"))
                     if usage is not None:
+                        if usage.reported_cost is None:
+                            usage.reported_cost = header_cost
                         state.usage = usage
                     for choice in chunk.get("choices") or ():
                         if not isinstance(choice, dict):

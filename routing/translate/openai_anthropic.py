@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from routing.providers.base import StreamState, UnsupportedFeature, Usage
+from routing.request_bounds import output_tokens_requested
 
 DEFAULT_MAX_TOKENS = 4096
 
@@ -46,7 +47,9 @@ def _default_max_tokens() -> int:
 # --- usage ---------------------------------------------------------------------------------
 def usage_from_anthropic(data: dict | None) -> Usage | None:
     """Anthropic usage -> Usage. OpenAI's prompt_tokens = input + cache read + cache creation;
-    cache reads are the cached part."""
+    cache reads are the cached part, cache creation is split into 5-minute and 1-hour writes
+    (`cache_creation.ephemeral_5m_input_tokens` / `ephemeral_1h_input_tokens`; without that
+    object every write is a 5-minute one)."""
     if not isinstance(data, dict):
         return None
     try:
@@ -54,30 +57,69 @@ def usage_from_anthropic(data: dict | None) -> Usage | None:
         read = int(data.get("cache_read_input_tokens") or 0)
         created = int(data.get("cache_creation_input_tokens") or 0)
         output = int(data.get("output_tokens") or 0)
+        split = data.get("cache_creation")
+        write_1h = 0
+        if isinstance(split, dict):
+            write_1h = int(split.get("ephemeral_1h_input_tokens") or 0)
+            write_5m = int(split.get("ephemeral_5m_input_tokens") or 0)
+            created = max(created, write_5m + write_1h)
     except (TypeError, ValueError):
         return None
-    return Usage(prompt_tokens=fresh + read + created, completion_tokens=output, cached_tokens=read)
+    return Usage(
+        prompt_tokens=fresh + read + created,
+        completion_tokens=output,
+        cached_tokens=read,
+        cache_write_tokens=created - write_1h,
+        cache_write_1h_tokens=write_1h,
+    )
 
 
 def usage_to_openai(usage: Usage) -> dict:
+    """Chat-completions usage with nothing folded away: cache reads, (relay-style) cache writes
+    and input audio in `prompt_tokens_details`, reasoning and audio in
+    `completion_tokens_details`."""
+    prompt_details = {"cached_tokens": usage.cached_tokens}
+    writes = usage.cache_write_tokens + usage.cache_write_1h_tokens
+    if writes:
+        prompt_details["cache_write_tokens"] = writes
+    if usage.input_audio_tokens:
+        prompt_details["audio_tokens"] = usage.input_audio_tokens
     data = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": prompt_details,
     }
-    data["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens or usage.output_audio_tokens:
+        data["completion_tokens_details"] = {
+            "reasoning_tokens": usage.reasoning_tokens,
+            "audio_tokens": usage.output_audio_tokens,
+        }
     return data
 
 
 def usage_to_anthropic(usage: Usage | None) -> dict:
+    """Messages usage as Anthropic reports it: `input_tokens` is only the fresh input; cache
+    reads and writes are their own fields (Claude Code reads them)."""
     if usage is None:
-        return {"input_tokens": 0, "output_tokens": 0}
+        return {
+            "input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 0,
+        }
+    writes = usage.cache_write_tokens + usage.cache_write_1h_tokens
     data = {
-        "input_tokens": max(usage.prompt_tokens - usage.cached_tokens, 0),
+        "input_tokens": max(usage.prompt_tokens - usage.cached_tokens - writes, 0),
+        "cache_creation_input_tokens": writes,
+        "cache_read_input_tokens": usage.cached_tokens,
         "output_tokens": usage.completion_tokens,
     }
-    if usage.cached_tokens:
-        data["cache_read_input_tokens"] = usage.cached_tokens
+    if writes:
+        data["cache_creation"] = {
+            "ephemeral_5m_input_tokens": usage.cache_write_tokens,
+            "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens,
+        }
     return data
 
 
@@ -243,8 +285,8 @@ def request_to_anthropic(body: dict) -> dict:
         out["model"] = body["model"]
     if system:
         out["system"] = "\n\n".join(s for s in system if s)
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    out["max_tokens"] = int(max_tokens) if max_tokens else _default_max_tokens()
+    max_tokens = output_tokens_requested(body)  # the one order the hold reads them in
+    out["max_tokens"] = max_tokens or _default_max_tokens()
     temperature = body.get("temperature")
     if temperature is not None:
         if not 0 <= float(temperature) <= 1:
@@ -418,6 +460,124 @@ async def stream_to_openai(
 
 
 # --- Anthropic request -> OpenAI request -----------------------------------------------------
+# What a translated route does with each Messages field (docs/providers.md). The fields the
+# translation reads; everything else is a server-side feature with no OpenAI/Gemini
+# equivalent: dropped and named (x-tokenforge-dropped, UsageRecord.dropped), never a 400,
+# because real clients send new ones with every release. A few change what the model can do
+# so much that dropping them would be a wrong answer, not a weaker one: those are refused.
+_MESSAGES_TRANSLATED = frozenset(
+    (
+        "model",
+        "messages",
+        "system",
+        "max_tokens",
+        "stream",
+        "temperature",
+        "top_p",
+        "stop_sequences",
+        "tools",
+        "tool_choice",
+        "metadata",
+        "thinking",
+        "output_config",
+    )
+)
+_MESSAGES_REFUSED = {
+    "top_k": "top_k is only available from Anthropic upstreams",
+    "mcp_servers": "mcp_servers (remote MCP tools run by Anthropic) are only available from "
+    "Anthropic upstreams",
+    "container": "container (Anthropic's code-execution sandbox) is only available from "
+    "Anthropic upstreams",
+}
+# Anthropic `output_config.effort` -> the OpenAI reasoning_effort (Gemini: thinkingConfig).
+EFFORT_TO_REASONING = {
+    "minimal": "minimal",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+    "max": "high",
+}
+# Assistant blocks produced by Anthropic's servers (its tools, its context editing): they have
+# no counterpart elsewhere and are left out of the history sent to a translated route.
+_SERVER_BLOCK_SUFFIXES = ("_tool_result", "server_tool_use", "mcp_tool_use", "container_upload")
+
+
+def _is_server_tool(tool) -> bool:
+    """Anthropic-defined tools (`web_search_20250305`, `bash_20250124`, `tool_search_tool_*`,
+    ...) carry a versioned `type`; custom tools have none or `custom`."""
+    return isinstance(tool, dict) and tool.get("type") not in (None, "custom")
+
+
+def _is_server_block(block) -> bool:
+    kind = block.get("type") if isinstance(block, dict) else None
+    return isinstance(kind, str) and kind.endswith(_SERVER_BLOCK_SUFFIXES)
+
+
+def _reasoning_effort(body: dict) -> str | None:
+    """`thinking` and `output_config.effort` -> one reasoning_effort. Adaptive thinking takes
+    the client's effort (Anthropic's default is high); enabled thinking maps its budget."""
+    config = body.get("output_config")
+    effort = config.get("effort") if isinstance(config, dict) else None
+    mapped = EFFORT_TO_REASONING.get(effort) if isinstance(effort, str) else None
+    thinking = body.get("thinking")
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "disabled":
+        return mapped
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens")
+        if mapped is None and isinstance(budget, int) and not isinstance(budget, bool):
+            mapped = "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+        return mapped or "medium"
+    if kind == "adaptive":
+        return mapped or "high"
+    return mapped
+
+
+def messages_dropped(body: dict) -> list[str]:
+    """What a translated (OpenAI-format or Gemini) route leaves out of this Messages request,
+    as names for `x-tokenforge-dropped`. Empty for a plain request."""
+    dropped = [
+        name
+        for name in body
+        if name not in _MESSAGES_TRANSLATED
+        and name not in _MESSAGES_REFUSED
+        and body[name] not in (None, False, {}, [])
+    ]
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") not in (
+        None,
+        "enabled",
+        "adaptive",
+        "disabled",
+    ):
+        dropped.append("thinking")
+    config = body.get("output_config")
+    if isinstance(config, dict):
+        for name, value in config.items():
+            if name == "effort" and value in EFFORT_TO_REASONING:
+                continue
+            if name == "format" and isinstance(value, dict) and value.get("type") == "json_schema":
+                continue
+            dropped.append(f"output_config.{name}")
+    for tool in body.get("tools") or ():
+        if _is_server_tool(tool):
+            dropped.append(f"tools.{tool.get('name') or tool.get('type')}")
+        elif isinstance(tool, dict) and tool.get("defer_loading"):
+            dropped.append(f"tools.{tool.get('name')}")
+    server_blocks = sorted(
+        {
+            str(block.get("type"))
+            for message in body.get("messages") or ()
+            if isinstance(message, dict) and isinstance(message.get("content"), list)
+            for block in message["content"]
+            if _is_server_block(block)
+        }
+    )
+    dropped += [f"messages.content.{kind}" for kind in server_blocks]
+    return list(dict.fromkeys(dropped))
+
+
 def _anthropic_block_to_part(block: dict, *, param: str) -> dict:
     kind = block.get("type")
     if kind == "text":
@@ -431,52 +591,67 @@ def _anthropic_block_to_part(block: dict, *, param: str) -> dict:
         else:
             _refuse(f"image sources of type {source.get('type')!r} are not translated", param)
         return {"type": "image_url", "image_url": {"url": url}}
+    if kind == "document":
+        source = block.get("source") or {}
+        if source.get("type") == "text":
+            return {"type": "text", "text": str(source.get("data") or "")}
+        if source.get("type") == "base64" and source.get("media_type") == "application/pdf":
+            part = {"file_data": f"data:application/pdf;base64,{source.get('data')}"}
+            part["filename"] = str(block.get("title") or "document.pdf")
+            return {"type": "file", "file": part}
+        _refuse("only PDF (base64) and plain-text documents are translated", param)
     _refuse(f"content blocks of type {kind!r} cannot be sent to this model's upstream", param)
     return {}
 
 
-def _tool_result_text(content, *, param: str) -> str:
-    if content is None:
-        return ""
+def _text_of_blocks(content) -> str:
+    """A system message's text (a string or text blocks; cache_control is left out)."""
     if isinstance(content, str):
         return content
-    texts = []
+    return "\n\n".join(
+        str(b.get("text") or "")
+        for b in content or ()
+        if isinstance(b, dict) and b.get("type") == "text"
+    )
+
+
+def _tool_result_parts(content, *, param: str) -> tuple[str, list[dict]]:
+    """A tool_result's text, and its images (sent after it in a user message, since OpenAI
+    tool messages carry text only)."""
+    if content is None:
+        return "", []
+    if isinstance(content, str):
+        return content, []
+    texts, images = [], []
     for block in content:
-        if isinstance(block, dict) and block.get("type") == "text":
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text":
             texts.append(str(block.get("text") or ""))
+        elif kind in ("image", "document"):
+            images.append(_anthropic_block_to_part(block, param=param))
+        elif kind == "tool_reference":
+            texts.append(f"(tool {block.get('tool_name')} is available)")
         else:
-            _refuse("tool results can only carry text for this model's upstream", param)
-    return "\n".join(texts)
+            _refuse(f"tool results of type {kind!r} are not translated", param)
+    return "\n".join(texts), images
 
 
 def request_to_openai(body: dict) -> dict:
-    """An Anthropic Messages request -> an OpenAI chat request (without `stream`)."""
-    thinking = body.get("thinking")
-    effort = None
-    if isinstance(thinking, dict) and thinking.get("type") not in (None, "disabled"):
-        budget = thinking.get("budget_tokens")
-        if thinking.get("type") != "enabled" or not isinstance(budget, int):
-            _refuse("only thinking {type: enabled, budget_tokens} is translated", "thinking")
-        # The closest OpenAI knob: the upstream refuses it if the model cannot reason.
-        effort = "low" if budget < 4096 else "medium" if budget < 16384 else "high"
-    if body.get("top_k") is not None:
-        _refuse("top_k is only available from Anthropic upstreams", "top_k")
-    for name in ("mcp_servers", "container", "context_management"):
-        if body.get(name):
-            _refuse(f"{name} is only available from Anthropic upstreams", name)
+    """An Anthropic Messages request -> an OpenAI chat request (without `stream`).
+
+    Mid-conversation `system` messages stay in place as system messages; `thinking` and
+    `output_config.effort` become `reasoning_effort`; what `messages_dropped` names is left
+    out; `_MESSAGES_REFUSED` raises UnsupportedFeature (400 if no other route can serve it)."""
+    for name, reason in _MESSAGES_REFUSED.items():
+        if body.get(name) not in (None, [], {}):
+            _refuse(reason, name)
 
     messages: list[dict] = []
     system = body.get("system")
     if system:
-        if isinstance(system, str):
-            messages.append({"role": "system", "content": system})
-        else:
-            text = "\n\n".join(
-                str(b.get("text") or "")
-                for b in system
-                if isinstance(b, dict) and b.get("type") == "text"
-            )
-            messages.append({"role": "system", "content": text})
+        messages.append({"role": "system", "content": _text_of_blocks(system)})
     for i, message in enumerate(body.get("messages") or ()):
         param = f"messages[{i}]"
         if not isinstance(message, dict):
@@ -484,11 +659,18 @@ def request_to_openai(body: dict) -> dict:
         role = message.get("role")
         content = message.get("content")
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
-        if role == "user":
+        if role == "system":
+            text = _text_of_blocks(content)
+            if text:
+                messages.append({"role": "system", "content": text})
+        elif role == "user":
             parts: list[dict] = []
+            late_images: list[dict] = []
             for block in blocks:
-                if isinstance(block, dict) and block.get("type") == "tool_result":
-                    text = _tool_result_text(block.get("content"), param=param)
+                if not isinstance(block, dict) or _is_server_block(block):
+                    continue
+                if block.get("type") == "tool_result":
+                    text, images = _tool_result_parts(block.get("content"), param=param)
                     if block.get("is_error"):
                         text = f"Error: {text}"
                     messages.append(
@@ -498,12 +680,14 @@ def request_to_openai(body: dict) -> dict:
                             "content": text,
                         }
                     )
-                elif isinstance(block, dict):
+                    late_images.extend(images)
+                else:
                     parts.append(_anthropic_block_to_part(block, param=param))
+            parts = late_images + parts
             if parts:
                 if all(p["type"] == "text" for p in parts):
                     messages.append(
-                        {"role": "user", "content": "".join(p["text"] for p in parts)}
+                        {"role": "user", "content": parts[0]["text"]}
                         if len(parts) == 1
                         else {"role": "user", "content": parts}
                     )
@@ -528,8 +712,8 @@ def request_to_openai(body: dict) -> dict:
                             },
                         }
                     )
-                elif kind in ("thinking", "redacted_thinking"):
-                    continue  # the model's own earlier reasoning: not replayable elsewhere
+                elif kind in ("thinking", "redacted_thinking") or _is_server_block(block):
+                    continue  # earlier reasoning / server tool turns: not replayable elsewhere
                 else:
                     _refuse(f"assistant blocks of type {kind!r} are not translated", param)
             if not texts and not calls:
@@ -551,27 +735,38 @@ def request_to_openai(body: dict) -> dict:
             out[name] = body[name]
     if body.get("stop_sequences"):
         out["stop"] = list(body["stop_sequences"])
+    effort = _reasoning_effort(body)
     if effort is not None:
         out["reasoning_effort"] = effort
-    tools = body.get("tools")
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        out["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": fmt.get("schema") or {}},
+        }
+    tools = [
+        t
+        for t in body.get("tools") or ()
+        if not _is_server_tool(t) and not (isinstance(t, dict) and t.get("defer_loading"))
+    ]
     if tools:
         out["tools"] = []
         for k, tool in enumerate(tools):
-            if not isinstance(tool, dict) or tool.get("type") not in (None, "custom"):
-                _refuse(
-                    "server tools are only available from Anthropic upstreams; "
-                    "custom tools (name, input_schema) are translated",
-                    f"tools[{k}]",
-                )
+            if not isinstance(tool, dict):
+                _refuse("each tool must be an object", f"tools[{k}]")
             fn = {
                 "name": str(tool.get("name") or ""),
                 "parameters": tool.get("input_schema") or {"type": "object", "properties": {}},
             }
             if tool.get("description"):
                 fn["description"] = tool["description"]
+            if tool.get("strict") is True:
+                fn["strict"] = True
             out["tools"].append({"type": "function", "function": fn})
     choice = body.get("tool_choice")
-    if isinstance(choice, dict):
+    # A tool_choice whose tools were all dropped (server tools) would be refused upstream.
+    if isinstance(choice, dict) and (tools or not body.get("tools")):
         kind = choice.get("type")
         if kind == "auto":
             out["tool_choice"] = "auto"
@@ -583,11 +778,11 @@ def request_to_openai(body: dict) -> dict:
             out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
         else:
             _refuse("tool_choice must be auto, any, tool or none", "tool_choice")
-        if choice.get("disable_parallel_tool_use"):
+        if choice.get("disable_parallel_tool_use") and kind != "none":
             out["parallel_tool_calls"] = False
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and metadata.get("user_id"):
-        out["user"] = str(metadata["user_id"])
+        out["user"] = str(metadata["user_id"])[:256]
     return out
 
 

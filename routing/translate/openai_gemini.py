@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from routing.providers.base import StreamState, UnsupportedFeature, Usage
+from routing.request_bounds import output_tokens_requested
 from routing.translate.openai_anthropic import usage_to_openai
 
 FINISH = {
@@ -48,20 +49,41 @@ def _refuse(message: str, param: str) -> None:
     raise UnsupportedFeature(message, param=param)
 
 
+def _modality_count(details, modality: str) -> int:
+    if not isinstance(details, list):
+        return 0
+    return sum(
+        int(d.get("tokenCount") or 0)
+        for d in details
+        if isinstance(d, dict) and d.get("modality") == modality
+    )
+
+
 def usage_from_gemini(meta: dict | None) -> Usage | None:
-    """`usageMetadata` -> Usage. promptTokenCount already includes the cached part; thinking
-    tokens are billed as output."""
+    """`usageMetadata` -> Usage. promptTokenCount already includes the cached part
+    (`cachedContentTokenCount`); tool-use prompt tokens (`toolUsePromptTokenCount`) are further
+    input; thinking (`thoughtsTokenCount`) is output, billed at the output price, kept as
+    reasoning; audio input from `promptTokensDetails`."""
     if not isinstance(meta, dict) or "promptTokenCount" not in meta:
         return None
     try:
-        prompt = int(meta.get("promptTokenCount") or 0)
-        output = int(meta.get("candidatesTokenCount") or 0) + int(
-            meta.get("thoughtsTokenCount") or 0
+        prompt = int(meta.get("promptTokenCount") or 0) + int(
+            meta.get("toolUsePromptTokenCount") or 0
         )
+        thoughts = int(meta.get("thoughtsTokenCount") or 0)
+        output = int(meta.get("candidatesTokenCount") or 0) + thoughts
         cached = int(meta.get("cachedContentTokenCount") or 0)
+        audio = _modality_count(meta.get("promptTokensDetails"), "AUDIO")
+        audio -= _modality_count(meta.get("cacheTokensDetails"), "AUDIO")
     except (TypeError, ValueError):
         return None
-    return Usage(prompt_tokens=prompt, completion_tokens=output, cached_tokens=cached)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=output,
+        cached_tokens=cached,
+        reasoning_tokens=thoughts,
+        input_audio_tokens=max(audio, 0),
+    )
 
 
 def schema_to_gemini(schema):
@@ -205,9 +227,10 @@ def request_to_gemini(body: dict) -> dict:
         config["temperature"] = body["temperature"]
     if body.get("top_p") is not None:
         config["topP"] = body["top_p"]
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    # The engine always sets the limit its hold paid for; read in the one order it uses.
+    max_tokens = output_tokens_requested(body)
     if max_tokens:
-        config["maxOutputTokens"] = int(max_tokens)
+        config["maxOutputTokens"] = max_tokens
     stop = body.get("stop")
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)

@@ -1,5 +1,5 @@
 """The dashboard's audit log: owners and admins see who changed what, when, in their own
-organization only (plus operator routing changes, without the operator's name)."""
+organization only; platform events (no organization) stay in admin."""
 
 from __future__ import annotations
 
@@ -101,22 +101,48 @@ def test_the_session_org_decides_for_a_member_of_both(client, owner, org, other_
     assert "only-in-other" in _page(client)
 
 
-def test_operator_routing_changes_show_without_the_operators_name(client, owner):
+@pytest.mark.parametrize("kind", ["", "routing", "money", "keys"])
+def test_platform_events_without_an_organization_are_never_shown_to_customers(client, owner, kind):
     operator = UserFactory(email="ops@tokenforge.example", is_staff=True)
     audit_record(
         org=None,
         actor=operator,
         action="upstream.disable",
         target="relay",
-        changes={"reason": "401"},
+        changes={"reason": "401 Incorrect API key provided: sk-live-abc"},
     )
-    audit_record(org=None, actor=operator, action="something.global", target="x")
+    audit_record(org=None, actor=operator, action="routing.route.change", target="x")
     client.force_login(owner)
-    body = _page(client, kind="routing")
-    assert 'data-action="upstream.disable"' in body
-    assert "tokenforge operator" in body
+    body = _page(client, kind=kind) if kind else _page(client)
+    assert "upstream.disable" not in body
+    assert "routing.route.change" not in body
+    assert "sk-live-abc" not in body
     assert "ops@tokenforge.example" not in body
-    assert "something.global" not in _page(client)
+
+
+def test_a_brand_new_signup_sees_no_platform_event(client):
+    audit_record(org=None, actor=None, action="upstream.disable", target="relay")
+    response = client.post(
+        reverse("accounts:signup"),
+        {
+            "email": "fresh@example.com",
+            "password": "a fresh long passphrase 42",
+            "organization_name": "Fresh",
+        },
+    )
+    assert response.status_code == 302
+    body = _page(client, kind="routing")
+    assert "upstream.disable" not in body
+    assert "No changes recorded" in body
+
+
+def test_operators_see_platform_events_in_admin(client):
+    operator = UserFactory(email="root@tokenforge.example", is_staff=True, is_superuser=True)
+    audit_record(org=None, actor=operator, action="upstream.disable", target="relay")
+    client.force_login(operator)
+    response = client.get(reverse("admin:accounts_auditevent_changelist"))
+    assert response.status_code == 200
+    assert "upstream.disable" in response.content.decode()
 
 
 @pytest.mark.parametrize("role", [Role.MEMBER, Role.VIEWER])

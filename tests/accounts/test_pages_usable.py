@@ -93,6 +93,7 @@ def _dashboard_urls(tenant) -> list[str]:
         reverse("accounts:audit_log"),
         reverse("accounts:org_create"),
         reverse("accounts:password_change"),
+        reverse("accounts:api_tokens"),
     ]
 
 

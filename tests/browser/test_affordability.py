@@ -74,7 +74,7 @@ def test_forecast_savings_and_estimate_are_on_the_pages(page, live_server_url, m
     page.set_viewport_size({"width": 390, "height": 844})
     for name, path in [
         ("project", f"/dashboard/projects/{project.pk}/"),
-        ("estimate", "/dashboard/estimate/?source=project:%d&scale=2" % project.pk),
+        ("estimate", f"/dashboard/estimate/?source=project:{project.pk}&scale=2"),
     ]:
         page.goto(live_server_url + path)
         page.screenshot(path=str(SHOTS / f"afford-{name}-390.png"), full_page=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.models import ApiToken
 from projects.models import ApiKey
 from projects.services import key_hash
 from tests.projects.dashboard_fixtures import *  # noqa: F403
@@ -35,7 +35,8 @@ def test_token_authentication_works_and_a_token_can_be_obtained(tenant):
     )
     assert response.status_code == 200
     token = response.json()["token"]
-    assert Token.objects.get(user=user).key == token
+    assert token.startswith("tfm_")
+    assert not ApiToken.objects.filter(token_hash=token).exists()  # stored hashed only
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     body = api.get("/api/wallets/").json()

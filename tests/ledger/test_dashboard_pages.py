@@ -61,7 +61,7 @@ def test_overview_shows_both_wallets_and_the_forecast(tenant):
     body = tenant.client().get(reverse("ledger:overview")).content.decode()
     assert "Credit (USD)" in body and "RMB balance (CNY)" in body
     assert "Researcher" in body and "API" in body
-    assert "at the last 7 full days" in body
+    assert "at the pace of the last 7 full days" in body
     assert tenant.project.name in body
 
 

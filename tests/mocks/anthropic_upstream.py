@@ -161,7 +161,10 @@ class MockAnthropic(MockServer):
             return
         body, headers = await self._read(scope, receive)
         path = scope["path"]
-        if not headers.get("x-api-key"):
+        # The key as `x-api-key`, or as a Bearer token (how the anthropic SDK 2.x sends it).
+        if not headers.get("x-api-key") and not headers.get("authorization", "").startswith(
+            "Bearer "
+        ):
             return await self._json(send, 401, self._error(401, "x-api-key header is required"))
         if self.key_refused(headers):
             return await self._json(

@@ -35,6 +35,7 @@ class MockGemini(MockServer):
         self.output_tokens = output_tokens
         self.cached_tokens = 0
         self.thoughts_tokens = 0
+        self.tool_use_tokens = 0
 
     @property
     def base_url(self) -> str:
@@ -43,7 +44,7 @@ class MockGemini(MockServer):
     def reset(self) -> None:
         with self._lock:
             self.mode, self.script, self.requests = "ok", [], []
-            self.cached_tokens = self.thoughts_tokens = 0
+            self.cached_tokens = self.thoughts_tokens = self.tool_use_tokens = 0
 
     def _error(self, status: int, message: str) -> dict:
         return {
@@ -58,6 +59,8 @@ class MockGemini(MockServer):
                 usage["cachedContentTokenCount"] = self.cached_tokens
             if self.thoughts_tokens:
                 usage["thoughtsTokenCount"] = self.thoughts_tokens
+            if self.tool_use_tokens:
+                usage["toolUsePromptTokenCount"] = self.tool_use_tokens
         usage["totalTokenCount"] = sum(
             v for k, v in usage.items() if k != "cachedContentTokenCount"
         )

@@ -41,6 +41,8 @@ class MockOpenAI(MockServer):
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         self.cached_tokens = 0
+        self.usage_extra: dict = {}
+        self.answer_headers: list[tuple[bytes, bytes]] = []  # e.g. a relay's cost header
         self.hang_seconds = 30.0
         self.slow_chunks = 400
         self.slow_delay = 0.02
@@ -57,6 +59,8 @@ class MockOpenAI(MockServer):
             self.mode, self.script, self.requests = "ok", [], []
             self.disconnects = self.chunks_sent = 0
             self.cached_tokens = 0
+            self.usage_extra = {}
+            self.answer_headers = []
             self.echo_credentials, self.valid_keys = False, None
             self.prompt_tokens, self.completion_tokens = 12, 9
 
@@ -155,7 +159,9 @@ class MockOpenAI(MockServer):
             return await self._stream(receive, send, body, mode, headers)
         if mode == "cut":
             raise RuntimeError("mock: connection dropped")
-        return await self._json(send, 200, self._completion(body, usage=mode != "no_usage"))
+        return await self._json(
+            send, 200, self._completion(body, usage=mode != "no_usage"), self.answer_headers
+        )
 
     async def _json(self, send, status: int, data: dict, extra_headers=()) -> None:
         await send(
@@ -175,6 +181,7 @@ class MockOpenAI(MockServer):
         }
         if self.cached_tokens:
             usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        usage.update(self.usage_extra)  # e.g. completion_tokens_details, a relay's cost
         return usage
 
     def _completion(self, body: dict, usage: bool = True) -> dict:
@@ -223,7 +230,7 @@ class MockOpenAI(MockServer):
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [(b"content-type", b"text/event-stream")],
+                "headers": [(b"content-type", b"text/event-stream"), *self.answer_headers],
             }
         )
         cid, created, model = (

@@ -35,6 +35,7 @@ def checkout_event(
     topup_id: int,
     payment_status: str = "paid",
     event_id: str | None = None,
+    payment_intent: str | None = None,
 ) -> bytes:
     event = {
         "id": event_id or f"evt_test_{next(_ids)}",
@@ -52,10 +53,84 @@ def checkout_event(
                 "payment_status": payment_status,
                 "client_reference_id": str(topup_id),
                 "metadata": {"org_id": str(org_id), "topup_id": str(topup_id)},
+                "payment_intent": payment_intent,
             }
         },
     }
     return json.dumps(event).encode()
+
+
+def _event(event_type: str, obj: dict, event_id: str | None) -> bytes:
+    return json.dumps(
+        {
+            "id": event_id or f"evt_test_{next(_ids)}",
+            "object": "event",
+            "type": event_type,
+            "api_version": "2024-06-20",
+            "created": int(time.time()),
+            "data": {"object": obj},
+        }
+    ).encode()
+
+
+def charge_refunded_event(
+    *,
+    charge_id: str,
+    payment_intent: str | None,
+    amount: int,
+    amount_refunded: int,
+    metadata: dict | None = None,
+    event_id: str | None = None,
+) -> bytes:
+    """`charge.refunded`: a Charge whose `amount_refunded` is the running total (cents)."""
+    return _event(
+        "charge.refunded",
+        {
+            "id": charge_id,
+            "object": "charge",
+            "amount": amount,
+            "amount_captured": amount,
+            "amount_refunded": amount_refunded,
+            "currency": "usd",
+            "paid": True,
+            "captured": True,
+            "refunded": amount_refunded >= amount,
+            "payment_intent": payment_intent,
+            "metadata": metadata or {},
+            "status": "succeeded",
+        },
+        event_id,
+    )
+
+
+def dispute_event(
+    *,
+    event_type: str,
+    dispute_id: str,
+    charge_id: str,
+    payment_intent: str | None,
+    amount: int,
+    status: str,
+    reason: str = "fraudulent",
+    event_id: str | None = None,
+) -> bytes:
+    """`charge.dispute.created` / `.closed`: a Dispute naming its charge and amount (cents)."""
+    return _event(
+        event_type,
+        {
+            "id": dispute_id,
+            "object": "dispute",
+            "amount": amount,
+            "charge": charge_id,
+            "currency": "usd",
+            "payment_intent": payment_intent,
+            "reason": reason,
+            "status": status,
+            "is_charge_refundable": False,
+            "metadata": {},
+        },
+        event_id,
+    )
 
 
 class StripeApiServer:

@@ -28,7 +28,7 @@ def test_project_and_key_lists_render_with_search(operator, tenant):
         operator.get(reverse("admin:projects_project_change", args=[tenant.project.pk])).status_code
         == 200
     )
-    assert operator.get(reverse("admin:authtoken_tokenproxy_changelist")).status_code == 200
+    assert operator.get(reverse("admin:accounts_apitoken_changelist")).status_code == 200
 
 
 def test_the_revoke_action_revokes_keys(operator, tenant):

@@ -162,4 +162,5 @@ def test_a_long_stream_keeps_its_hold_alive():
         return first, later
 
     first, later = run(consume_slowly())
-    assert (later - first).total_seconds() >= 1
+    # The keepalive runs on a timer (every third of the TTL), not only when an event arrives.
+    assert (later - first).total_seconds() >= 0.5

@@ -13,7 +13,8 @@ import pytest
 from django.conf import settings
 
 from ledger.models import Account, AccountKind, Hold, HoldStatus, UsageRecord
-from routing.pricing import Prices, hold_amount, prompt_tokens_upper
+from routing.pricing import Prices, hold_amount
+from routing.request_bounds import prompt_tokens_upper
 from tests.routing.conftest import (
     _start_gateway,
     _stop_gateway,

@@ -50,8 +50,14 @@ def claude(_claude) -> MockAnthropic:
     return _claude
 
 
-def _cost(prompt: int, completion: int, cached: int = 0) -> Decimal:
-    raw = Decimal(prompt - cached) * 3 + Decimal(cached) * Decimal("0.3") + Decimal(completion) * 15
+def _cost(prompt: int, completion: int, cached: int = 0, written: int = 0) -> Decimal:
+    """Cache writes at Anthropic's 5-minute rule, 1.25 × input (the route sets no price)."""
+    raw = (
+        Decimal(prompt - cached - written) * 3
+        + Decimal(cached) * Decimal("0.3")
+        + Decimal(written) * Decimal("3.75")
+        + Decimal(completion) * 15
+    )
     return raw / 1_000_000
 
 
@@ -75,7 +81,7 @@ def test_a_chat_completion_from_claude_reports_cached_usage_and_is_charged_exact
     sent = claude.requests[-1]["body"]
     assert sent["system"] == "Be brief." and sent["max_tokens"] == 30
     assert sent["stop_sequences"] == ["zzz"] and sent["model"] == "claude-up-1"
-    expected = _cost(71, 11, cached=40)
+    expected = _cost(71, 11, cached=40, written=10)
     assert Decimal(raw.headers["x-tokenforge-cost"]) == expected
     record = UsageRecord.objects.get(request_id=raw.headers["x-request-id"])
     assert record.cost == expected and record.cached_tokens == 40

@@ -121,7 +121,12 @@ def test_the_anthropic_surface_reaches_gemini_through_translation(gemini):
         )
     )
     assert result.body["type"] == "message" and result.body["stop_reason"] == "end_turn"
-    assert result.body["usage"] == {"input_tokens": 17, "output_tokens": 8}
+    assert result.body["usage"] == {
+        "input_tokens": 17,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": 8,
+    }
     sent = gemini.requests[-1]["body"]
     assert sent["systemInstruction"] == {"parts": [{"text": "brief"}]}
     assert sent["generationConfig"]["maxOutputTokens"] == 30

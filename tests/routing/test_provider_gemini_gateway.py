@@ -89,7 +89,8 @@ def test_a_completion_from_gemini_with_an_inline_image_is_charged_with_cached_an
     assert sent["path"] == "/v1beta/models/gemini-2.5-pro:generateContent"
     assert sent["headers"]["x-goog-api-key"] == "sk-upstream-gem"
     assert sent["body"]["contents"][0]["parts"][1]["inlineData"]["mimeType"] == "image/png"
-    assert sent["body"]["generationConfig"] == {"temperature": 0.5}
+    # The output limit the hold paid for always goes upstream (issue 12).
+    assert sent["body"]["generationConfig"] == {"temperature": 0.5, "maxOutputTokens": 4096}
     expected = _cost(17, 13, cached=10)
     assert Decimal(raw.headers["x-tokenforge-cost"]) == expected
     assert UsageRecord.objects.get(request_id=raw.headers["x-request-id"]).cost == expected

@@ -127,15 +127,16 @@ def test_openai_features_without_an_anthropic_equivalent_are_refused(field, valu
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("thinking", {"type": "adaptive"}),
         ("top_k", 5),
-        ("tools", [{"type": "web_search_20250305", "name": "web_search"}]),
+        ("mcp_servers", [{"type": "url", "url": "https://mcp.example", "name": "x"}]),
+        ("container", "container_1"),
     ],
 )
-def test_anthropic_features_without_an_openai_equivalent_are_refused(field, value):
+def test_anthropic_features_that_change_the_answer_are_refused_on_translated_routes(field, value):
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, field: value}
-    with pytest.raises(UnsupportedFeature):
+    with pytest.raises(UnsupportedFeature) as info:
         tr.request_to_openai(body)
+    assert info.value.param == field
 
 
 def test_an_anthropic_reply_with_a_tool_call_becomes_an_openai_completion_with_usage():
@@ -167,9 +168,9 @@ def test_an_anthropic_reply_with_a_tool_call_becomes_an_openai_completion_with_u
         "prompt_tokens": 18,
         "completion_tokens": 7,
         "total_tokens": 25,
-        "prompt_tokens_details": {"cached_tokens": 5},
+        "prompt_tokens_details": {"cached_tokens": 5, "cache_write_tokens": 3},
     }
-    assert tr.usage_from_anthropic(message["usage"]) == Usage(18, 7, 5)
+    assert tr.usage_from_anthropic(message["usage"]) == Usage(18, 7, 5, cache_write_tokens=3)
 
 
 @pytest.mark.parametrize(
@@ -219,6 +220,7 @@ def test_an_openai_completion_becomes_an_anthropic_message_and_back_to_openai_re
         "input_tokens": 20,
         "output_tokens": 4,
         "cache_read_input_tokens": 10,
+        "cache_creation_input_tokens": 0,
     }
     # the next turn, Anthropic-style, back to OpenAI
     request = tr.request_to_openai(
@@ -329,7 +331,12 @@ def test_openai_chunks_become_a_well_formed_anthropic_event_stream():
     )
     assert json.loads(partial) == {"city": "Oslo"}
     assert events[-2]["delta"]["stop_reason"] == "tool_use"
-    assert events[-2]["usage"] == {"input_tokens": 12, "output_tokens": 9}
+    assert events[-2]["usage"] == {
+        "input_tokens": 12,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": 9,
+    }
     assert state.usage == Usage(12, 9, 0)
 
 

@@ -9,9 +9,9 @@ import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis import GenerationConfig
 
+from accounts.tokens import api_token_create
 from config.wsgi import application
 from tests.projects.dashboard_fixtures import Tenant
 
@@ -41,7 +41,7 @@ schema = schemathesis.from_pytest_fixture("api_schema")
 @pytest.fixture
 def token(transactional_db) -> str:
     tenant = Tenant()  # an owner with a project, a key, money and a usage record
-    return Token.objects.create(user=tenant.users["owner"]).key
+    return api_token_create(user=tenant.users["owner"]).secret
 
 
 @schema.parametrize()

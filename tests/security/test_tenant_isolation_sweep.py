@@ -16,7 +16,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.models import Invitation, Membership
+from accounts.models import ApiToken, Invitation, Membership
+from accounts.tokens import api_token_create
 from ledger.models import Budget, TopUp
 from ledger.services.budgets import budget_set
 from tests.projects.dashboard_fixtures import *  # noqa: F403
@@ -58,6 +59,8 @@ OBJECT_ARGS = {
     "api-budgets-detail": lambda b: [{"pk": b.budget.pk}],
     "api-usage-records-detail": lambda b: [{"request_id": b.record.request_id}],
     "api-transactions-detail": lambda b: [{"pk": b.record.transaction_id}],
+    "accounts:api_token_revoke": lambda b: [{"token_id": b.api_token.pk}],
+    "api-tokens-revoke": lambda b: [{"pk": b.api_token.pk}],
     "api-project-forecast": lambda b: [{"pk": b.project.pk}],
     "api-key-forecast": lambda b: [{"pk": b.key.pk}],
 }
@@ -126,6 +129,7 @@ def victim(other_tenant):
         org=b.org, currency="CREDIT", amount="5", period="month", project=b.project
     )
     b.topup = TopUp.objects.create(org=b.org, currency="CREDIT", amount="10", provider="test")
+    b.api_token = api_token_create(user=b.users["owner"]).token
     return b
 
 
@@ -139,6 +143,7 @@ def _state(b) -> dict:
         "invitation": Invitation.objects.filter(pk=b.invitation.pk).exists(),
         "budgets": sorted(Budget.objects.filter(org=b.org).values_list("pk", "amount")),
         "topup": TopUp.objects.get(pk=b.topup.pk).status,
+        "api_token": ApiToken.objects.get(pk=b.api_token.pk).revoked_at,
     }
 
 

@@ -1,0 +1,177 @@
+"""What keeps an answered request charged when the usual path cannot (docs/billing.md).
+
+- `hold_checkpoint`: push a live request's hold expiry forward and, for a stream, write ahead
+  the charge of what it has delivered so far; the expiry sweep captures such a hold (the
+  worker died mid-stream) instead of voiding it.
+- `hold_capture_late`: a capture that finds its hold already expired (the request outlived
+  it) still charges the request: a fresh debit of the wallet, the rest to shortfall.
+- `shortfall_record`: every cost above what was held is logged and audited (operators see the
+  shortfall per upstream on the admin overview).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import orjson
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ledger.models import (
+    Account,
+    BudgetCounter,
+    Hold,
+    HoldStatus,
+    UsageRecord,
+    UsageStatus,
+)
+from ledger.money import ZERO, to_money
+
+log = logging.getLogger("ledger.safeguards")
+
+ANOMALY_LATE_CAPTURE = "hold_expired_before_capture"
+ANOMALY_SHORTFALL = "cost_above_hold"
+ANOMALY_SWEEP_CAPTURE = "settled_by_sweep_after_crash"
+
+
+def _json_default(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def usage_json(usage: dict[str, Any]) -> str:
+    return orjson.dumps(usage, default=_json_default).decode()
+
+
+_CHECKPOINT_SQL = (
+    "UPDATE ledger_hold SET expires_at = %(expires)s::timestamptz, "
+    "settle_cost = COALESCE(%(cost)s::numeric, settle_cost), "
+    "settle_usage = COALESCE(%(usage)s::jsonb, settle_usage) "
+    "WHERE id = %(hold)s::uuid AND status = 'pending' RETURNING id"
+)
+
+
+def checkpoint_statement(
+    *, hold_id, now, ttl: int, cost: Decimal | None = None, usage: dict | None = None
+) -> tuple[str, dict]:
+    """One UPDATE: the new expiry, and (streams) the charge of what was delivered so far."""
+    return _CHECKPOINT_SQL, {
+        "hold": hold_id,
+        "expires": now + timedelta(seconds=ttl),
+        "cost": to_money(cost) if cost is not None else None,
+        "usage": usage_json(usage) if usage is not None else None,
+    }
+
+
+def hold_checkpoint(
+    *,
+    hold_id: UUID | str,
+    ttl_seconds: int | None = None,
+    cost: Decimal | None = None,
+    usage: dict | None = None,
+) -> bool:
+    """The ORM twin of `checkpoint_statement`; False if the hold was already resolved."""
+    ttl = ttl_seconds if ttl_seconds is not None else settings.HOLD_TTL_SECONDS
+    values: dict[str, Any] = {"expires_at": timezone.now() + timedelta(seconds=ttl)}
+    if cost is not None:
+        values["settle_cost"] = to_money(cost)
+    if usage is not None:
+        values["settle_usage"] = orjson.loads(usage_json(usage))
+    return Hold.objects.filter(pk=hold_id, status=HoldStatus.PENDING).update(**values) == 1
+
+
+def _with_anomaly(usage: dict[str, Any], *names: str) -> dict[str, Any]:
+    anomalies = list(usage.get("anomalies") or [])
+    anomalies += [name for name in names if name not in anomalies]
+    return {**usage, "anomalies": anomalies}
+
+
+def hold_capture_late(
+    *, hold_id: UUID | str, amount: Decimal, usage: dict[str, Any]
+) -> UsageRecord | None:
+    """Charge an answered request whose hold was already expired or voided (never drop it).
+
+    The hold row becomes the capture it should have been; the wallet pays what it can now
+    (at most the hold, never below zero available), budgets count it as spent, the rest goes
+    to shortfall. Exactly once: a hold already captured or carrying a usage record is left
+    alone. Returns the usage record (None when there was nothing to do).
+    """
+    from accounts.audit import audit_record
+    from ledger.services.holds import _usage_transaction, hold_capture
+
+    cost = to_money(amount)
+    now = timezone.now()
+    with transaction.atomic():
+        hold = Hold.objects.select_for_update().get(pk=hold_id)
+        if hold.status == HoldStatus.PENDING:
+            return hold_capture(hold_id=hold.pk, amount=cost, usage=usage).usage_record
+        if (
+            hold.status == HoldStatus.CAPTURED
+            or UsageRecord.objects.filter(hold_id=hold.pk).exists()
+        ):
+            return None
+        wallet = Account.objects.select_for_update().get(pk=hold.wallet_id)
+        charge = max(ZERO, min(cost, hold.amount, wallet.posted - wallet.held))
+        Hold.objects.filter(pk=hold.pk).update(
+            status=HoldStatus.CAPTURED, captured_amount=charge, resolved_at=now
+        )
+        Account.objects.filter(pk=wallet.pk).update(posted=F("posted") - charge)
+        counter_ids = [c for c in (hold.project_counter_id, hold.key_counter_id) if c]
+        if counter_ids:
+            BudgetCounter.objects.filter(pk__in=counter_ids).update(spent=F("spent") + charge)
+        txn = _usage_transaction(hold=hold, charge=charge, cost=cost) if cost > ZERO else None
+        names = [ANOMALY_LATE_CAPTURE] + ([ANOMALY_SHORTFALL] if cost > charge else [])
+        record = UsageRecord.objects.create(
+            **_with_anomaly(usage, *names),
+            org_id=hold.org_id,
+            cost=cost,
+            status=UsageStatus.SETTLED,
+            hold_id=hold.pk,
+            transaction=txn,
+        )
+        details = {
+            "request_id": usage.get("request_id", ""),
+            "upstream": usage.get("upstream", ""),
+            "hold_status": hold.status,
+            "cost": str(cost),
+            "charged": str(charge),
+            "shortfall": str(cost - charge),
+        }
+        audit_record(
+            org=None, actor=None, action="ledger.late_capture", target=hold, changes=details
+        )
+    log.warning("capture after the hold expired: charged anyway %s", details)
+    return record
+
+
+def shortfall_record(
+    *, hold_id: UUID | str, upstream: str, request_id: str, cost: Decimal, held: Decimal
+) -> None:
+    """Alert: the real cost passed the hold (an upstream miscounted or ignored the limit)."""
+    from accounts.audit import audit_record
+
+    details = {
+        "request_id": request_id,
+        "upstream": upstream,
+        "cost": str(cost),
+        "held": str(held),
+        "shortfall": str(to_money(cost - held)),
+    }
+    log.warning("shortfall: cost above the hold %s", details)
+    audit_record(
+        org=None, actor=None, action="ledger.shortfall", target=Hold(pk=hold_id), changes=details
+    )
+
+
+def sweep_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """The written-ahead usage record of a hold the sweep captures, marked as such."""
+    return _with_anomaly(usage, ANOMALY_SWEEP_CAPTURE)

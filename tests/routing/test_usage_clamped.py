@@ -56,8 +56,10 @@ def test_impossible_usage_is_clamped_recorded_and_settled(
     # Bounded: the hold's output limit plus at most twice its input bound (or 1,024 tokens).
     slack = Decimal(INPUT_SLACK_TOKENS) * Decimal("1.05") / 1_000_000
     assert record.cost <= hold.amount * 2 + slack
-    assert record.anomalies and record.anomalies[0]["kind"] == "usage_clamped"
-    fields = {a["field"] for a in record.anomalies}
+    # Next to it the ledger may note "cost_above_hold" (the input slack is above the hold).
+    clamped = [a for a in record.anomalies if isinstance(a, dict)]
+    assert clamped and all(a["kind"] == "usage_clamped" for a in clamped)
+    fields = {a["field"] for a in clamped}
     if prompt < 0 or prompt > 10**6:
         assert "prompt_tokens" in fields
     if completion < 0 or completion > 50:

@@ -188,6 +188,8 @@ ROUTING_RETRIES = env.int("ROUTING_RETRIES", default=1)  # extra tries per route
 ROUTING_RETRY_BACKOFF_SECONDS = env.float("ROUTING_RETRY_BACKOFF_SECONDS", default=0.2)
 # One deadline across every attempt of a request, until its first byte (routing/deadline.py).
 ROUTING_FIRST_BYTE_DEADLINE_SECONDS = env.float("ROUTING_FIRST_BYTE_DEADLINE_SECONDS", default=120)
+# Reported usage is clamped to what the hold allowed plus this many tokens (routing/usage_guard.py).
+ROUTING_USAGE_SLACK_TOKENS = env.int("ROUTING_USAGE_SLACK_TOKENS", default=1_000_000)
 # JSON nested deeper than this is refused with 400 at parse time (routing/validation.py).
 PROXY_MAX_JSON_DEPTH = env.int("PROXY_MAX_JSON_DEPTH", default=64)
 # Proxies whose X-Forwarded-For / -Proto are trusted (comma-separated IPs or CIDRs, `*` for

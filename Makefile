@@ -8,7 +8,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install run serve worker migrate lint format test test-pythons bench audit services
+.PHONY: install run serve worker migrate lint format test test-sqlite test-pythons bench audit services
 
 # PYTHON= names a version other than the one .venv was built with: build it anew.
 ifneq ($(PYTHON),)
@@ -54,8 +54,20 @@ format: $(STAMP)
 services:
 	bash scripts/services.sh chromium
 
+# The money tests run twice: on PostgreSQL (make serve) and on SQLite (make run's embedded default).
+MONEY_TESTS := tests/ledger/test_holds_basic.py tests/ledger/test_hold_races.py \
+	tests/ledger/test_redemption_codes.py tests/ledger/test_topup_page.py tests/ledger/test_topup_rmb_and_receipts.py tests/ledger/test_wallet_alerts_and_auto_topup.py tests/ledger/test_topup_races.py \
+	tests/ledger/test_topup_command.py tests/ledger/test_stripe_checkout.py tests/ledger/test_stripe_webhook.py \
+	tests/ledger/test_shortfall.py tests/ledger/test_adjustments.py tests/ledger/test_reconcile.py \
+	tests/ledger/test_state_machine.py tests/ledger/test_stampede.py tests/ledger/test_wallets_command.py \
+	tests/routing/test_balance_and_budgets.py tests/routing/test_refusals_explained.py
+
 test: $(STAMP) services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-sqlite
+
+test-sqlite: $(STAMP)
+	$(BIN)/python -m pytest --ds config.settings.test_sqlite $(MONEY_TESTS)
 
 # The fast suite (ledger and routing, no browser) on each other supported CPython found here,
 # each in its own .venv-3.X; the one .venv runs is skipped (`make test` covers it).

@@ -236,18 +236,36 @@ def invitation_create(
         if Membership.objects.for_org(org).filter(user__email__iexact=email).exists():
             raise AccountsError(f"{email} is already a member.")
         token = secrets.token_urlsafe(32)
-        invitation = Invitation.objects.create(
-            org=org,
-            email=email,
-            role=role,
-            token_hash=invitation_token_hash(token),
-            invited_by=invited_by,
-            expires_at=timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS),
+        expires_at = timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS)
+        # Inviting an email that already has an open invitation re-sends it (a fresh link
+        # and expiry; the old link stops working) instead of adding a duplicate.
+        invitation = (
+            Invitation.objects.select_for_update()
+            .filter(org=org, email__iexact=email, accepted_at__isnull=True)
+            .order_by("-pk")
+            .first()
         )
+        action = "invitation.resend"
+        if invitation is None:
+            action = "invitation.create"
+            invitation = Invitation.objects.create(
+                org=org,
+                email=email,
+                role=role,
+                token_hash=invitation_token_hash(token),
+                invited_by=invited_by,
+                expires_at=expires_at,
+            )
+        else:
+            invitation.role = role
+            invitation.token_hash = invitation_token_hash(token)
+            invitation.invited_by = invited_by
+            invitation.expires_at = expires_at
+            invitation.save(update_fields=["role", "token_hash", "invited_by", "expires_at"])
         audit_record(
             org=org,
             actor=invited_by,
-            action="invitation.create",
+            action=action,
             target=invitation,
             changes={"email": email, "role": role},
         )

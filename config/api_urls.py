@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("projects.api_urls")),
     path("", include("ledger.api_urls")),
     path("", include("routing.api_urls")),
+    path("", include("researcher.api_urls")),
 ]

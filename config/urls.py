@@ -9,6 +9,11 @@ from config import metrics as config_metrics
 from config import views as config_views
 from ledger.admin import overview_view as ledger_overview_view
 from ledger.views import topup as ledger_topup_views
+from routing import views_dashboard as routing_dashboard_views
+
+admin.site.site_header = "tokenforge administration"
+admin.site.site_title = "tokenforge administration"
+admin.site.index_title = "Operations"
 
 
 def api_not_found(request, rest: str = ""):
@@ -25,12 +30,14 @@ urlpatterns = [
     path("dashboard/", include("ledger.urls")),
     path("dashboard/", include("projects.urls")),
     path("dashboard/researcher/", include("researcher.urls")),
+    path("dashboard/models/", routing_dashboard_views.models_page, name="models_page"),
     path("dashboard/", include("routing.urls_dashboard")),
     path("api/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's init script as a file: no inline script under CSP.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),
+    path("v1/research/", include("researcher.urls_v1")),
     path("v1/", include("routing.urls")),
     path("webhooks/stripe/", ledger_topup_views.stripe_webhook, name="stripe_webhook"),
 ]

@@ -32,7 +32,7 @@ from ledger.models import (
     Transaction,
     UsageRecord,
 )
-from ledger.money import Currency
+from ledger.money import Currency, admin_money, money_format
 from ledger.selectors_operator import DateRange, date_range_default, operator_overview
 from ledger.services.adjustments import adjustment_post, transaction_reverse
 
@@ -177,15 +177,24 @@ def _one(modeladmin, request, queryset):
 
 @admin.register(Account)
 class AccountAdmin(LedgerReadOnlyAdmin):
-    list_display = ("id", "org", "kind", "currency", "posted", "held", "available", "created_at")
+    list_display = (
+        "id",
+        "org",
+        "kind",
+        "currency",
+        admin_money("posted", description="Posted"),
+        admin_money("held", description="Held"),
+        "available",
+        "created_at",
+    )
     list_filter = (org_filter(), "kind", "currency")
     search_fields = ("org__slug", "org__name")
     list_select_related = ("org",)
     actions = ["post_adjustment"]
 
     @admin.display(description="Available")
-    def available(self, obj: Account) -> Decimal:
-        return obj.posted - obj.held
+    def available(self, obj: Account) -> str:
+        return money_format(obj.posted - obj.held, obj.currency)
 
     @admin.action(description="Post compensating adjustment", permissions=["adjust"])
     def post_adjustment(self, request, queryset):
@@ -388,7 +397,14 @@ class TransactionAdmin(LedgerReadOnlyAdmin):
 
 @admin.register(Posting)
 class PostingAdmin(LedgerReadOnlyAdmin):
-    list_display = ("id", "created_at", "transaction", "account", "currency", "amount")
+    list_display = (
+        "id",
+        "created_at",
+        "transaction",
+        "account",
+        "currency",
+        admin_money("amount", description="Amount"),
+    )
     list_filter = (org_filter("account__org"), "currency", "account__kind", "transaction__kind")
     search_fields = ("transaction__reference", "account__org__slug")
     list_select_related = ("transaction", "account", "account__org")

@@ -29,6 +29,7 @@ from ledger.models import (
     RedemptionCode,
     TopUp,
     Transaction,
+    WalletWatch,
     WebhookEvent,
 )
 from ledger.money import Currency
@@ -289,3 +290,23 @@ class RedemptionCodeAdmin(ReadOnlyAdmin):
     search_fields = ("prefix", "batch__name", "redeemed_by_org__slug")
     list_select_related = ("batch", "redeemed_by_org", "redeemed_by")
     show_full_result_count = False
+
+
+@admin.register(WalletWatch)
+class WalletWatchAdmin(admin.ModelAdmin):
+    """Low-balance alerts and Credit auto top-up, as each organization's owners set them."""
+
+    list_display = (
+        "org",
+        "currency",
+        "alert_threshold",
+        "alerted_at",
+        "auto_topup_enabled",
+        "auto_topup_amount",
+        "auto_topup_last_error",
+    )
+    list_filter = ("currency", "auto_topup_enabled")
+    search_fields = ("org__slug", "org__name")
+    list_select_related = ("org",)
+    raw_id_fields = ("org",)
+    readonly_fields = ("webhook_secret", "stripe_customer_id", "alerted_at", "auto_topup_last_at")

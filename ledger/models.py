@@ -31,6 +31,14 @@ class AccountKind(models.TextChoices):
     SHORTFALL = "shortfall", "Shortfall (cost above hold)"
     # What customers owe after a card refund or dispute took back more than their wallet held.
     RECEIVABLE = "receivable", "Receivable (refunds and disputes beyond the wallet)"
+    # An organization's monthly AI Researcher allowance (org set), spent before its wallet,
+    # funded from the operator's promotions account (org null).
+    ALLOWANCE = "allowance", "Researcher allowance"
+    PROMOTIONS = "promotions", "Promotions (researcher allowances)"
+
+
+# Accounts an organization holds money in: holds reserve on them, postings move `posted`.
+FUNDING_KINDS = (AccountKind.WALLET, AccountKind.ALLOWANCE)
 
 
 class Account(models.Model):
@@ -63,12 +71,12 @@ class Account(models.Model):
             models.CheckConstraint(condition=Q(held__gte=0), name="account_held_non_negative"),
             # The no-overdraft rule, as the database's last line of defence.
             models.CheckConstraint(
-                condition=~Q(kind="wallet") | Q(posted__gte=F("held")),
+                condition=~Q(kind__in=["wallet", "allowance"]) | Q(posted__gte=F("held")),
                 name="wallet_available_non_negative",
             ),
             models.CheckConstraint(
-                condition=Q(kind="wallet", org__isnull=False)
-                | Q(~Q(kind="wallet"), org__isnull=True),
+                condition=Q(kind__in=["wallet", "allowance"], org__isnull=False)
+                | Q(~Q(kind__in=["wallet", "allowance"]), org__isnull=True),
                 name="account_wallet_has_org",
             ),
         ]
@@ -89,6 +97,7 @@ class TransactionKind(models.TextChoices):
     USAGE = "usage", "Usage"
     ADJUSTMENT = "adjustment", "Adjustment"
     REFUND = "refund", "Refund"
+    ALLOWANCE = "allowance", "Researcher allowance (monthly)"
     # A card payment refunded or disputed at Stripe (negative), or a dispute won (positive).
     CHARGEBACK = "chargeback", "Card refund or dispute"
 
@@ -196,13 +205,20 @@ class Budget(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Removed budgets stop applying but keep their counters (history); never deleted.
     removed_at = models.DateTimeField(null=True, blank=True)
+    # An AI Researcher run's own budget (period `total`): its steps' holds reserve against it
+    # like a project's or key's budget (researcher sits above ledger: an id, not a key).
+    researcher_run_id = models.UUIDField(null=True, blank=True, unique=True)
 
     objects = TenantManager()
 
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(project__isnull=False) ^ Q(api_key__isnull=False),
+                condition=Q(
+                    project__isnull=False, api_key__isnull=True, researcher_run_id__isnull=True
+                )
+                | Q(project__isnull=True, api_key__isnull=False, researcher_run_id__isnull=True)
+                | Q(project__isnull=True, api_key__isnull=True, researcher_run_id__isnull=False),
                 name="budget_one_owner",
             ),
             models.UniqueConstraint(
@@ -260,6 +276,9 @@ class Hold(models.Model):
         BudgetCounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     key_counter = models.ForeignKey(
+        BudgetCounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    run_counter = models.ForeignKey(  # an AI Researcher step: its run's budget
         BudgetCounter, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     request_id = models.CharField(max_length=64, blank=True, db_index=True)
@@ -446,6 +465,7 @@ class TopUpStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     PAID = "paid", "Paid"
     FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"  # the payer cancelled before paying; never credited
 
 
 class TopUp(models.Model):
@@ -551,6 +571,9 @@ class RedemptionBatch(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        verbose_name_plural = "redemption batches"
+
     def __str__(self) -> str:
         return f"{self.name} ({self.count} × {self.amount} {self.currency})"
 
@@ -574,3 +597,34 @@ class RedemptionCode(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}…"
+
+
+class WalletWatch(models.Model):
+    """What the owner set for one wallet: a low-balance alert (email and an optional signed
+    webhook) and, for Credit, auto top-up by a saved card. Checked by the beat sweep
+    (`ledger.tasks.wallets_watch`); the alert fires once per crossing and re-arms above it."""
+
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="wallet_watches")
+    currency = models.CharField(max_length=8, choices=Currency.choices)
+    alert_threshold = MoneyField(null=True, blank=True, default=None)  # None: no alert
+    alert_email = models.BooleanField(default=True)
+    webhook_url = models.URLField(blank=True, default="")
+    webhook_secret = models.CharField(max_length=64, blank=True, default="")
+    alerted_at = models.DateTimeField(null=True, blank=True)  # set when fired; cleared above
+    auto_topup_enabled = models.BooleanField(default=False)  # Credit only
+    auto_topup_threshold = MoneyField(null=True, blank=True, default=None)
+    auto_topup_amount = MoneyField(null=True, blank=True, default=None)
+    stripe_customer_id = models.CharField(max_length=120, blank=True, default="")
+    auto_topup_last_at = models.DateTimeField(null=True, blank=True)
+    auto_topup_last_error = models.CharField(max_length=500, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["org", "currency"], name="wallet_watch_one_per_wallet")
+        ]
+
+    def __str__(self) -> str:
+        return f"watch {self.org_id} {self.currency}"

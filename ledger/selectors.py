@@ -53,6 +53,7 @@ def budgets_status(*, project_id: int, api_key_id: int | None = None) -> list[di
                 "held": held,
                 "remaining": max(budget.amount - spent - held, ZERO),
                 "soft_threshold": budget.soft_threshold,
+                "created_at": budget.created_at,
             }
         )
     return rows

@@ -35,7 +35,7 @@ from ledger.models import (
     UsageRecord,
     UsageStatus,
 )
-from ledger.money import ZERO, Currency
+from ledger.money import CURRENCY_SYMBOL, ZERO, Currency, wallet_name
 
 FORECAST_DAYS = 7
 TOP_LIMIT = 5
@@ -241,12 +241,19 @@ def overview_get(*, org: Organization, now: datetime | None = None) -> Overview:
         burn = week_burn[wallet.currency] / FORECAST_DAYS
         available = wallet.posted - wallet.held
         days = (available / burn).quantize(Decimal("0.1")) if burn > 0 else None
-        forecast.append({"currency": wallet.currency, "burn_per_day": burn, "days_left": days})
+        forecast.append(
+            {
+                "currency": wallet.currency,
+                "burn_per_day": burn,
+                "days_left": days,
+                "today": spend_today[wallet.currency],
+            }
+        )
     return Overview(
         wallets=[
             {
                 "currency": w.currency,
-                "label": Currency(w.currency).label,
+                "label": wallet_name(w.currency),
                 "posted": w.posted,
                 "held": w.held,
                 "available": w.posted - w.held,
@@ -285,6 +292,7 @@ USAGE_GROUPS = {
     "route": ("upstream", "upstream_model"),
     "wallet": ("wallet",),
     "project": ("project_id", "project__name"),
+    "endpoint": ("endpoint",),  # chat.completions, messages, responses, embeddings
 }
 
 
@@ -333,6 +341,8 @@ def _group_label(group_by: str, row: dict) -> str:
         return f"{row['upstream']} · {row['upstream_model']}"
     if group_by == "project":
         return row["project__name"] or "(no project)"
+    if group_by == "endpoint":
+        return row["endpoint"] or "(none)"
     return row["wallet"] or "(none)"
 
 
@@ -360,8 +370,10 @@ def usage_series(
             values[index[row["day"]]] += row["cost"]
     return {
         "labels": [d.isoformat() for d in days],
+        # Axis labels carry the wallet's symbol (none when bars mix both wallets).
+        "symbol": CURRENCY_SYMBOL.get(currency, "") if stack_by != "wallet" else "",
         "datasets": [
-            {"label": label, "data": [str(v.normalize()) if v else "0" for v in values]}
+            {"label": label, "data": [format(v.normalize(), "f") if v else "0" for v in values]}
             for label, values in sorted(series.items(), key=lambda kv: -sum(kv[1]))
         ],
     }
@@ -413,6 +425,8 @@ def transactions_filtered(*, org: Organization, flt: LedgerFilter) -> QuerySet:
         qs = qs.filter(postings__account__org=org, postings__account__currency=flt.wallet)
     if flt.kind and flt.kind in TransactionKind.values:
         qs = qs.filter(kind=flt.kind)
+    elif flt.kind in UsageKind.values:  # API or Researcher usage only
+        qs = qs.filter(kind=TransactionKind.USAGE, usage__kind=flt.kind)
     if flt.start:
         qs = qs.filter(created_at__gte=day_start(flt.start))
     if flt.end:
@@ -564,7 +578,7 @@ def balance_drop(*, org: Organization, currency: str, start: date, end: date) ->
 
 
 def budgets_active(*, org: Organization) -> QuerySet:
-    qs = Budget.objects.for_org(org)
+    qs = Budget.objects.for_org(org).filter(researcher_run_id__isnull=True)  # not a run's
     if any(f.name == "removed_at" for f in Budget._meta.get_fields()):
         qs = qs.filter(removed_at__isnull=True)
     return qs

@@ -172,6 +172,16 @@ def margin_by_model(*, window: DateRange) -> list[dict]:
     )
 
 
+def margin_by_kind(*, window: DateRange) -> list[dict]:
+    """API traffic and AI Researcher steps apart, per wallet."""
+    return _with_margin(
+        _settled(window)
+        .values("wallet", "kind")
+        .annotate(**_money_totals())
+        .order_by("wallet", "kind")
+    )
+
+
 def margin_by_upstream(*, window: DateRange) -> list[dict]:
     return _with_margin(
         _settled(window)
@@ -298,6 +308,7 @@ def operator_overview(*, window: DateRange) -> dict:
         "window": window,
         "wallets": revenue_by_wallet(window=window, by_model=by_model),
         "models": by_model,
+        "kinds": margin_by_kind(window=window),
         "upstreams": margin_by_upstream(window=window),
         "health": upstream_health(window=window),
         "shortfalls": shortfall_by_upstream(window=window),

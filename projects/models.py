@@ -61,5 +61,9 @@ class ApiKey(models.Model):
 
     objects = TenantManager()
 
+    class Meta:
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+
     def __str__(self) -> str:
         return f"{self.name or 'key'} ({self.prefix}…)"

@@ -94,6 +94,9 @@ def key_create(
 
 
 KEY_REVOKED_HOOKS: list = []  # callables(key_hash) registered by higher apps (the proxy's key cache)
+# callables(api_key=, currency=, amount=, period=, actor=) registered by the ledger: a budget
+# set on the key form while creating the key.
+KEY_BUDGET_SETTERS: list = []
 
 
 @transaction.atomic

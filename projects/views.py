@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -115,25 +116,48 @@ def key_list(request):
     )
 
 
+NEW_KEY_SESSION = "projects.new_key_secret"
+
+
 @org_required("member")
 def key_create(request):
     initial = {}
     if request.GET.get("project", "").isdigit():
         initial["project"] = int(request.GET["project"])
+    else:
+        # One active project (the usual case): preselect it.
+        projects = list(selectors.projects_list(org=request.org)[:2])
+        if len(projects) == 1:
+            initial["project"] = projects[0].pk
     form = KeyForm(request.POST or None, org=request.org, initial=initial)
     if request.method == "POST" and form.is_valid():
-        created = services.key_create(
-            project=form.cleaned_data["project"], actor=request.user, **form.key_values()
-        )
-        # Rendered, not redirected: the secret exists only in this one response.
-        response = render(
-            request,
-            "projects/key_created.html",
-            {"title": "Key created", "api_key": created.api_key, "secret": created.secret},
-        )
-        response["Cache-Control"] = "no-store"
-        return response
+        with transaction.atomic():
+            created = services.key_create(
+                project=form.cleaned_data["project"], actor=request.user, **form.key_values()
+            )
+            budget = form.budget_values()
+            if budget:
+                for setter in services.KEY_BUDGET_SETTERS:
+                    setter(api_key=created.api_key, actor=request.user, **budget)
+        # Post/redirect/get: the secret rides in the session to the next page, which shows it
+        # once and forgets it, so a reload creates nothing and shows no secret.
+        request.session[NEW_KEY_SESSION] = {"id": created.api_key.pk, "secret": created.secret}
+        return redirect("projects:key_created", pk=created.api_key.pk)
     return render(request, "projects/key_form.html", {"title": "Create an API key", "form": form})
+
+
+@org_required("member")
+def key_created(request, pk: int):
+    api_key = _key_or_404(request, pk)
+    stash = request.session.pop(NEW_KEY_SESSION, None) or {}
+    secret = stash.get("secret") if stash.get("id") == api_key.pk else None
+    response = render(
+        request,
+        "projects/key_created.html",
+        {"title": "Key created", "api_key": api_key, "secret": secret},
+    )
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @org_required("member")

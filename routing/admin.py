@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from accounts.admin_audit import AuditedAdminMixin
-from routing.models import Model, Route, Upstream
+from routing.models import Model, Route, StoredResponse, Upstream
 from routing.services import upstream_disable, upstream_enable
 
 
@@ -215,3 +215,23 @@ class RouteAdmin(HandSetPricesMixin, AuditedAdminMixin, admin.ModelAdmin):
     list_select_related = ["model", "upstream"]
     autocomplete_fields = ["upstream"]
     ordering = ["model__name", "position", "id"]
+
+
+@admin.register(StoredResponse)
+class StoredResponseAdmin(admin.ModelAdmin):
+    """Stored /v1/responses answers, read-only: clients delete them through the API and the
+    retention sweep removes old ones (RESPONSES_RETENTION_DAYS)."""
+
+    list_display = ["id", "org", "model", "status", "request_id", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["id", "request_id"]
+    list_select_related = ["org"]
+    raw_id_fields = ["org", "api_key"]
+    show_full_result_count = False
+    ordering = ["-created_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

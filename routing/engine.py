@@ -37,7 +37,15 @@ from django.utils import timezone
 from accounts.redaction import redact_secrets
 from ledger.errors import BudgetExceeded, InsufficientBalance, LedgerError
 from ledger.money import to_money
-from routing import cooldown, deadline, observability, probe, ratelimit, usage_guard
+from routing import (
+    cooldown,
+    deadline,
+    observability,
+    probe,
+    ratelimit,
+    refusals,
+    usage_guard,
+)
 from routing.auth import KeyContext
 from routing.db import db_call, pg_fast_path, pg_fetchone
 from routing.errors import GatewayError
@@ -127,9 +135,19 @@ def _usage_record_failed(**kwargs):
 
 
 async def _ledger_place(
-    *, hold_id, org_id, currency, amount, project_id, api_key_id, request_id, ttl
+    *,
+    hold_id,
+    org_id,
+    currency,
+    amount,
+    project_id,
+    api_key_id,
+    request_id,
+    ttl,
+    researcher_run_id=None,
 ) -> None:
     kwargs = {
+        "researcher_run_id": researcher_run_id,  # a researcher step: its run's budget too
         "hold_id": hold_id,
         "org_id": org_id,
         "currency": currency,
@@ -152,7 +170,7 @@ async def _ledger_place(
                 outcome = "orm"  # the ORM path names the budget that refused
         if outcome == "placed":
             return
-        if outcome == "insufficient":
+        if outcome == "insufficient" and researcher_run_id is None:
             raise InsufficientBalance(currency)
     await db_call(_hold_place, **kwargs, ttl_seconds=ttl)
 
@@ -316,6 +334,7 @@ class Plan:
     keeper: _Keeper | None = None
     # What a route could not take (a surface's own fields/tools), for the usage record.
     dropped: Callable[[RouteEntry], list[str]] | None = None
+    skipped: list = field(default_factory=list)  # routes passed over, and why (the story)
 
 
 @dataclass(slots=True)
@@ -419,7 +438,14 @@ async def _plan(
         raise GatewayError(
             503, f"The model '{name}' has no available route.", type="api_error", code="no_route"
         )
+    ordered = chain
     chain, half_open = await cooldown.breaker_chain(chain, org_id=ctx.org_id, model=name)
+    kept = {r.route_id for r in chain}
+    skipped = [
+        refusals.skipped_entry(route=r, reason="cooldown", detail="cooling down after failures")
+        for r in ordered
+        if r.route_id not in kept
+    ]
     completion_upper = 0
     if endpoint != "embeddings":
         # One output limit: the one the hold pays for is the one the upstream is sent.
@@ -463,6 +489,7 @@ async def _plan(
         completion_upper=completion_upper,
         prompt_estimate=prompt_estimate,
         half_open=half_open,
+        skipped=skipped,
     )
 
 
@@ -518,6 +545,7 @@ def _usage_dict(
         "output_audio_tokens": usage.output_audio_tokens,
         "reported_cost": usage.reported_cost,
         "dropped": plan.dropped(route) if plan.dropped and route is not None else [],
+        "skipped": list(plan.skipped),
     }
     if prices is not None:  # every price part used, at this request's size (tier)
         record.update(
@@ -545,6 +573,7 @@ async def _place(plan: Plan, route: RouteEntry) -> HeldRoute:
             api_key_id=plan.ctx.api_key_id,
             request_id=plan.request_id,
             ttl=ttl,
+            researcher_run_id=plan.researcher_run_id,
         )
     )
     try:
@@ -634,19 +663,74 @@ def _attempt(route: RouteEntry, status: str, error: str, started: float) -> dict
     }
 
 
+async def _refusal_note(plan: Plan, route: RouteEntry, exc: LedgerError) -> None:
+    """Explain a refused hold (what is left, what was needed and why, what to change) and
+    note the route as skipped in the request's story."""
+    prompt_upper = min(plan.prompt_upper, route.context_window or plan.prompt_upper)  # as _place
+    try:
+        exc.explanation = await db_call(
+            refusals.refusal_explain,
+            exc=exc,
+            org_id=plan.ctx.org_id,
+            needed=hold_amount(
+                prices=route.prices,
+                multiplier=plan.ctx.price_multiplier,
+                prompt_upper=prompt_upper,
+                completion_upper=plan.completion_upper,
+            ),
+            prices=route.prices,
+            multiplier=plan.ctx.price_multiplier,
+            prompt_upper=prompt_upper,
+            completion_upper=plan.completion_upper,
+        )
+    except Exception:  # noqa: BLE001 - an explanation never breaks the refusal itself
+        log.warning("refusal explanation failed", exc_info=True)
+    reason = "budget" if isinstance(exc, BudgetExceeded) else "balance"
+    detail = getattr(exc, "explanation", "") or str(exc)
+    plan.skipped.append(refusals.skipped_entry(route=route, reason=reason, detail=detail))
+
+
+async def _refused_record(
+    ctx, body, request_id, kind, researcher_run_id, stream, exc: GatewayError, **extra
+) -> None:
+    """A refused request (402, 403, 429) is recorded as `failed` at cost 0, once."""
+    if getattr(exc, "recorded", False) or exc.status not in (402, 403, 429):
+        return
+    exc.recorded = True
+    model = body.get("model") if isinstance(body, dict) else ""
+    try:
+        await db_call(
+            refusals.refused_record,
+            org_id=ctx.org_id,
+            request_id=request_id,
+            project_id=ctx.project_id,
+            api_key_id=ctx.api_key_id,
+            kind=kind,
+            researcher_run_id=researcher_run_id,
+            model=model if isinstance(model, str) else "",
+            stream=stream,
+            error=exc.message,
+            **{"endpoint": "chat.completions", **extra},
+        )
+    except Exception:  # noqa: BLE001 - the refusal is answered even if its record fails
+        log.warning("recording a refused request failed", exc_info=True)
+
+
 def _ledger_gateway_error(exc: LedgerError) -> GatewayError:
+    explained = getattr(exc, "explanation", "")
     if isinstance(exc, BudgetExceeded):
         return GatewayError(
             402,
-            f"The {exc.scope} {exc.period} budget in {exc.currency} is exhausted "
-            f"(budget {exc.budget_id}).",
+            explained
+            or f"The {exc.scope}'s {exc.period} budget in {exc.currency} is used up: lower "
+            "max_tokens or raise the budget.",
             type="billing_error",
             code="budget_exceeded",
         )
     currency = getattr(exc, "currency", "")
     return GatewayError(
         402,
-        f"Insufficient {currency} balance: top up the wallet to continue.",
+        explained or f"Insufficient {currency} balance: top up the wallet to continue.",
         type="billing_error",
         code="insufficient_balance",
     )
@@ -728,6 +812,7 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                 try:
                     placed = await _place(plan, route)
                 except (InsufficientBalance, BudgetExceeded) as exc:
+                    await _refusal_note(plan, route, exc)
                     ledger_error = ledger_error or exc
                     continue
                 if held is not None:
@@ -766,6 +851,9 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                         if await probe.credentials_dead(
                             target=route.target, model=route.upstream_model, error=exc
                         ):
+                            plan.skipped.append(
+                                refusals.skipped_entry(route=route, reason="disabled", detail=shown)
+                            )
                             reason = f"{exc.status or ''} {exc.error_type or ''} {exc.message}"
                             await db_call(
                                 _upstream_disable,
@@ -815,6 +903,11 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                     # This route's provider cannot do what was asked: the next one may.
                     unsupported = unsupported or exc
                     attempts.append(_attempt(route, "unsupported", exc.message, started))
+                    plan.skipped.append(
+                        refusals.skipped_entry(
+                            route=route, reason="unsupported feature", detail=exc.message
+                        )
+                    )
                     break
                 attempts.append(_attempt(route, "ok", "", started))
                 if plan.half_open == route.route_id:
@@ -843,7 +936,21 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                 400, unsupported.message, param=unsupported.param, code="unsupported"
             )
         if last_error is None and ledger_error is not None:
-            raise _ledger_gateway_error(ledger_error)
+            refused = _ledger_gateway_error(ledger_error)
+            if not attempts:
+                # Refused before any upstream call: still a request with its own story.
+                await _refused_record(
+                    plan.ctx,
+                    plan.body,
+                    plan.request_id,
+                    plan.kind,
+                    plan.researcher_run_id,
+                    plan.stream,
+                    refused,
+                    endpoint=plan.endpoint,
+                    skipped=plan.skipped,
+                )
+            raise refused
         raise _upstream_gateway_error(last_error)
     except BaseException:
         keeper.stop()
@@ -1322,6 +1429,19 @@ async def _observed_unary(impl, *, ctx, body, request_id, kind, **kwargs) -> Com
     try:
         result = await impl(**common, **kwargs)
     except BaseException as exc:
+        if isinstance(exc, GatewayError):
+            await _refused_record(
+                ctx,
+                body,
+                request_id,
+                kind,
+                kwargs.get("researcher_run_id"),
+                False,
+                exc,
+                endpoint="embeddings"
+                if impl is _embeddings_create
+                else ("messages" if kwargs.get("surface") == "anthropic" else "chat.completions"),
+            )
         status, code = _failure_of(exc)
         _request_ended(**common, stream=False, started=started, status=status, error_code=code)
         raise
@@ -1426,6 +1546,17 @@ async def completion_stream(
             dropped=dropped,
         )
     except BaseException as exc:
+        if isinstance(exc, GatewayError):
+            await _refused_record(
+                ctx,
+                body,
+                request_id,
+                kind,
+                researcher_run_id,
+                True,
+                exc,
+                endpoint="chat.completions" if surface == "openai" else "messages",
+            )
         status, code = _failure_of(exc)
         _request_ended(
             ctx=ctx,

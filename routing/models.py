@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from accounts.tenancy import TenantManager
 from ledger.money import Currency, MoneyField
 from routing.crypto import secret_decrypt, secret_encrypt
 
@@ -28,6 +29,9 @@ class Upstream(models.Model):
     # Which of the organization's wallets pays for this upstream's traffic.
     wallet = models.CharField(max_length=8, choices=Currency.choices, default=Currency.CREDIT)
     timeout = models.PositiveIntegerField(default=60)  # seconds
+    # Serves OpenAI's /v1/responses natively (provider `openai` only): /v1/responses requests
+    # are forwarded as they are instead of translated to chat completions.
+    responses = models.BooleanField(default=False)
     enabled = models.BooleanField(default=True)
     # Set when the gateway disabled it (auth or quota error) or an operator did.
     disabled_reason = models.TextField(blank=True)
@@ -56,6 +60,8 @@ class Model(models.Model):
     enabled = models.BooleanField(default=True)
     # Upper bound of completion tokens used to size holds when a request sets no max_tokens.
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Input plus output tokens the model accepts (shown on the Models page; informational).
+    context_window = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -121,3 +127,35 @@ class Route(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name} → {self.upstream.name}/{self.upstream_model}"
+
+
+class StoredResponse(models.Model):
+    """A `/v1/responses` answer kept for `GET /v1/responses/{id}`, its input items and
+    `previous_response_id` (which replays `context_items` + the output on any upstream).
+    Only written when the request says `store` (the default); purged after
+    RESPONSES_RETENTION_DAYS by `routing.tasks.responses_purge`."""
+
+    id = models.CharField(primary_key=True, max_length=64)  # "resp_" + 32 hex
+    org = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="stored_responses"
+    )
+    api_key = models.ForeignKey(
+        "projects.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    request_id = models.CharField(max_length=64, blank=True)
+    model = models.CharField(max_length=120)
+    status = models.CharField(max_length=20)
+    previous_response_id = models.CharField(max_length=64, blank=True)
+    input_items = models.JSONField(default=list)  # this request's own input, with ids
+    # Everything the model saw before its output: the replayed chain plus input_items.
+    context_items = models.JSONField(default=list)
+    response = models.JSONField(default=dict)  # the response object as the client got it
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        indexes = [models.Index(fields=["org", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.id

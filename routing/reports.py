@@ -23,6 +23,7 @@ def generation_get(*, org_id: int, request_id: str) -> dict | None:
     return {
         "id": record.request_id,
         "kind": record.kind,
+        "endpoint": record.endpoint,
         "project": record.project.name if record.project_id else None,
         "api_key": record.api_key.prefix if record.api_key_id else None,
         "model": record.model,

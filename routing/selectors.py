@@ -79,6 +79,7 @@ def _model_load(name: str) -> ModelEntry | None:
                     base_url=up.base_url,
                     api_key=up.api_key,
                     timeout=float(up.timeout),
+                    responses=up.responses,
                 ),
                 context_window=route.context_window,
             )
@@ -132,3 +133,8 @@ def models_for_key(
     if allowed_models:
         models = models.filter(name__in=allowed_models)
     return list(models)
+
+
+def model_names_public() -> set[str]:
+    """Every public model name (the key form's allow-list is checked against it)."""
+    return set(Model.objects.values_list("name", flat=True))

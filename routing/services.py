@@ -118,6 +118,11 @@ def _validate(data: Any, env: dict[str, str]) -> tuple[list[dict], list[dict]]:
         timeout = item.get("timeout", 60)
         if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= 3600:
             raise RoutingFileError(f"{where}: timeout must be whole seconds between 1 and 3600")
+        responses = item.get("responses", False)
+        if not isinstance(responses, bool):
+            raise RoutingFileError(f"{where}: responses must be true or false")
+        if responses and provider != ProviderKind.OPENAI:
+            raise RoutingFileError(f"{where}: responses: true is for `openai` upstreams only")
         base_url = item.get("base_url") or ""
         if provider != ProviderKind.DEMO and not str(base_url).startswith(("http://", "https://")):
             raise RoutingFileError(f"{where}: base_url must be an http(s) URL")
@@ -134,6 +139,7 @@ def _validate(data: Any, env: dict[str, str]) -> tuple[list[dict], list[dict]]:
                 "base_url": str(base_url),
                 "wallet": wallet,
                 "timeout": timeout,
+                "responses": responses,
                 "secret": secret,
             }
         )
@@ -196,7 +202,7 @@ def routing_apply(*, data: Any, env: dict[str, str] | None = None, actor: Any = 
     for spec in upstreams:
         upstream = Upstream.objects.select_for_update().filter(name=spec["name"]).first()
         upstream = upstream or Upstream(name=spec["name"])
-        fields = {k: spec[k] for k in ("provider", "base_url", "wallet", "timeout")}
+        fields = {k: spec[k] for k in ("provider", "base_url", "wallet", "timeout", "responses")}
         if upstream._state.adding:
             fields["enabled"] = True
         if spec["secret"] is not None and (
@@ -279,6 +285,8 @@ def routing_export() -> dict:
         if up.api_key_encrypted:
             item["api_key_env"] = _env_name(up)
         item.update({"wallet": up.wallet, "timeout": up.timeout})
+        if up.responses:
+            item["responses"] = True
         upstreams.append(item)
     enabled = {u["name"] for u in upstreams}
     models = []

@@ -37,5 +37,9 @@ if views_anthropic is not None:
                 )
             )
 
+from routing import views_responses  # noqa: E402 - the Responses surface (issue 13)
+
+urlpatterns += views_responses.urlpatterns
+
 # Last: any other /v1/ path answers an OpenAI-shaped 404, never an HTML page.
 urlpatterns.append(re_path(r"^(?P<path>.*)$", views.not_found, name="not-found"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from routing import engine
 from routing.db import db_call
 from routing.errors import GatewayError, openai_error_response
+from routing.price_list import model_catalog
 from routing.selectors import models_for_key
 from routing.validation import chat_validate, embeddings_validate
 from routing.views_base import (  # noqa: F401 - re-exported: older imports name them here
@@ -67,6 +68,13 @@ class ModelsView(GatewayView):
         )
         if request.headers.get("anthropic-version"):  # Anthropic SDK / Claude Code (issue 5)
             return json_response(anthropic_models_list(models))
+        catalog = await db_call(
+            model_catalog,
+            multiplier=ctx.price_multiplier,
+            models=models,
+            allowed_wallets=ctx.allowed_wallets,
+        )
+        pricing = {row["name"]: row["pricing"] for row in catalog}
         return json_response(
             {
                 "object": "list",
@@ -76,6 +84,8 @@ class ModelsView(GatewayView):
                         "object": "model",
                         "created": int(m.created_at.timestamp()),
                         "owned_by": "tokenforge",
+                        # Per wallet, after the organization's multiplier (as OpenRouter does).
+                        **({"pricing": pricing[m.name]} if m.name in pricing else {}),
                     }
                     for m in models
                 ],

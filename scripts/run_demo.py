@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         [*manage, "seed_demo"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     )
     print(seeded.stdout, end="", flush=True)
+    # One finished AI Researcher run, answered by the demo upstream (a report at once).
+    researched = subprocess.run(
+        [*manage, "seed_research_demo"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    print(researched.stdout or researched.stderr[-500:], end="", flush=True)
     host, port = args.host, str(args.port)
     children = [
         subprocess.Popen(

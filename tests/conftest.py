@@ -10,6 +10,19 @@ from django.core.cache import cache
 from tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory, UserFactory
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under `--ds config.settings.test_sqlite` the same files run on SQLite, minus the few
+    tests about PostgreSQL itself (its immutability triggers, ALTER TABLE on constraints)."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+        return
+    skip = pytest.mark.skip(reason="PostgreSQL-only (triggers or DDL)")
+    for item in items:
+        if item.get_closest_marker("postgres_only"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache():
     """Redis is shared by the whole run; each test starts with an empty cache."""

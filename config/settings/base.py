@@ -97,6 +97,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.organization",
+                "config.context_processors.navigation",
             ],
         },
     },
@@ -162,7 +163,10 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "expire-holds": {"task": "ledger.tasks.expire_holds", "schedule": 30.0},
+    "purge-responses": {"task": "routing.tasks.responses_purge", "schedule": 3600.0},
+    "researcher-recover": {"task": "researcher.tasks.runs_recover", "schedule": 60.0},
     "upstream-cost-drift": {"task": "ledger.tasks.upstream_cost_drift_check", "schedule": 3600.0},
+    "wallets-watch": {"task": "ledger.tasks.wallets_watch", "schedule": 60.0},
 }
 
 # --- Money and gateway ------------------------------------------------------
@@ -171,6 +175,8 @@ FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
 # and each hold lives at least its route's timeout x tries + 60 s (routing.engine._hold_ttl),
 # so a slow upstream (timeouts go up to 3,600 s) never outlives its hold (docs/billing.md).
 HOLD_TTL_SECONDS = env.int("HOLD_TTL_SECONDS", default=900)
+# Stored /v1/responses are deleted after this many days (routing.tasks.responses_purge).
+RESPONSES_RETENTION_DAYS = env.int("RESPONSES_RETENTION_DAYS", default=30)
 # A stream writes ahead what it has delivered this often, so a crashed worker's stream is
 # charged for it by the expiry sweep instead of being forgiven.
 ROUTING_STREAM_CHECKPOINT_SECONDS = env.float("ROUTING_STREAM_CHECKPOINT_SECONDS", default=5.0)
@@ -200,6 +206,24 @@ HEADER_READ_TIMEOUT_SECONDS = env.float("HEADER_READ_TIMEOUT_SECONDS", default=1
 ROUTING_DEFAULT_MAX_OUTPUT_TOKENS = env.int("ROUTING_DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
 ROUTING_KEY_CACHE_SECONDS = env.int("ROUTING_KEY_CACHE_SECONDS", default=30)
 ROUTING_TABLE_CACHE_SECONDS = env.int("ROUTING_TABLE_CACHE_SECONDS", default=5)
+# AI Researcher (docs/researcher.md): the default model of a run, an optional price-history
+# source (a URL template with {ticker} answering date,open,high,low,close,volume CSV), the
+# smallest output a step may be lowered to before the run stops at its budget, time limits.
+RESEARCHER_DEFAULT_MODEL = env("RESEARCHER_DEFAULT_MODEL", default="demo-gpt")
+RESEARCHER_PRICE_SOURCE_URL = env("RESEARCHER_PRICE_SOURCE_URL", default="")
+RESEARCHER_MIN_STEP_TOKENS = env.int("RESEARCHER_MIN_STEP_TOKENS", default=64)
+RESEARCHER_STEP_TIMEOUT_SECONDS = env.int("RESEARCHER_STEP_TIMEOUT_SECONDS", default=180)
+RESEARCHER_RUN_TIMEOUT_SECONDS = env.int("RESEARCHER_RUN_TIMEOUT_SECONDS", default=1800)
+# A worker renews its lease on a run while it works; after this long without renewal (the
+# worker died) the beat sweep hands the run to another worker.
+RESEARCHER_LEASE_SECONDS = env.int("RESEARCHER_LEASE_SECONDS", default=60)
+# Every organization's free monthly researcher allowance per currency ("CREDIT:1.00,RMB:5"),
+# funded from the promotions account and spent before its wallets; none by default.
+RESEARCHER_MONTHLY_ALLOWANCE = dict(
+    item.split(":", 1)
+    for item in env.list("RESEARCHER_MONTHLY_ALLOWANCE", default=[])
+    if ":" in item
+)
 # Prices (docs/billing.md): headers in which an upstream states its own cost of a request, the
 # LiteLLM-format price catalog unset price parts follow (empty: the snapshot in routing/data),
 # and the computed-vs-reported upstream cost difference (a fraction) that raises a drift alert.
@@ -333,6 +357,8 @@ SPECTACULAR_SETTINGS = {
         "CurrencyEnum": "ledger.money.Currency",
         "UsageKindEnum": "ledger.models.UsageKind",
         "TransactionKindEnum": "ledger.models.TransactionKind",
+        "ResearchRunStatusEnum": "researcher.models.RunStatus",
+        "ResearchDepthEnum": "researcher.models.Depth",
     },
 }
 

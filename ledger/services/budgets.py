@@ -73,6 +73,20 @@ def budget_set(
     return existing
 
 
+def key_budget_set_on_create(
+    *, api_key: Any, currency: str, amount: Decimal, period: str, actor: Any | None = None
+) -> Budget:
+    """The key form's optional budget (registered in `projects.services.KEY_BUDGET_SETTERS`)."""
+    return budget_set(
+        org=api_key.project.org,
+        currency=currency,
+        amount=amount,
+        period=period,
+        api_key=api_key,
+        actor=actor,
+    )
+
+
 @transaction.atomic
 def budget_remove(*, budget: Budget, actor: Any | None = None) -> Budget:
     """Stop applying a budget; its counters stay for history (pending holds settle normally)."""

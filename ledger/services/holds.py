@@ -94,11 +94,13 @@ def hold_place(
     request_id: str = "",
     ttl_seconds: int | None = None,
     hold_id: UUID | None = None,
+    researcher_run_id: UUID | None = None,
 ) -> Hold:
     """Reserve `amount` on the org's wallet in `currency` and on every budget that applies.
 
     Raises InsufficientBalance or BudgetExceeded (naming the budget); then nothing is reserved.
     `hold_id` lets a caller that may be cancelled mid-call know which hold to void.
+    `researcher_run_id`: an AI Researcher step; its run's budget is reserved against too.
     """
     amount = to_money(amount)
     if amount < 0:
@@ -117,6 +119,7 @@ def hold_place(
             request_id=request_id,
             now=now,
             ttl=ttl,
+            researcher_run_id=researcher_run_id,
         )
         try:
             row = _execute_one(sql, params)
@@ -141,17 +144,26 @@ def hold_place(
                 expires_at=params["expires"],
                 created_at=now,
             )
-        if outcome == "insufficient":
+        if outcome == "insufficient" and researcher_run_id is None:
             raise InsufficientBalance(currency)
     with transaction.atomic():
-        wallet_id = _wallet_id(org_id, currency)
-        reserved = Account.objects.filter(pk=wallet_id, posted__gte=F("held") + amount).update(
-            held=F("held") + amount
-        )
-        if reserved != 1:
-            raise InsufficientBalance(currency)
+        wallet_id = None
+        if researcher_run_id is not None:  # the monthly allowance pays first
+            wallet_id = _allowance_reserve(org_id=org_id, currency=currency, amount=amount)
+        if wallet_id is None:
+            wallet_id = _wallet_id(org_id, currency)
+            reserved = Account.objects.filter(pk=wallet_id, posted__gte=F("held") + amount).update(
+                held=F("held") + amount
+            )
+            if reserved != 1:
+                raise InsufficientBalance(currency)
         counters = _reserve_budgets(
-            currency=currency, amount=amount, project_id=project_id, api_key_id=api_key_id, now=now
+            currency=currency,
+            amount=amount,
+            project_id=project_id,
+            api_key_id=api_key_id,
+            now=now,
+            researcher_run_id=researcher_run_id,
         )
         return Hold.objects.create(
             id=hold_id,
@@ -160,9 +172,23 @@ def hold_place(
             amount=amount,
             project_counter_id=counters.get("project"),
             key_counter_id=counters.get("key"),
+            run_counter_id=counters.get("run"),
             request_id=request_id,
             expires_at=now + timedelta(seconds=ttl),
         )
+
+
+def _allowance_reserve(*, org_id: int, currency: str, amount: Decimal) -> int | None:
+    """Reserve on the org's researcher allowance when it can pay the whole hold."""
+    allowance = Account.objects.filter(
+        org_id=org_id, currency=currency, kind=AccountKind.ALLOWANCE
+    ).values_list("pk", flat=True)
+    for account_id in allowance:
+        if Account.objects.filter(pk=account_id, posted__gte=F("held") + amount).update(
+            held=F("held") + amount
+        ):
+            return account_id
+    return None
 
 
 def _instance(model_class, /, **values):
@@ -186,22 +212,24 @@ def _execute_one(sql: str, params: dict):
 
 
 def _reserve_budgets(
-    *, currency: str, amount: Decimal, project_id, api_key_id, now
+    *, currency: str, amount: Decimal, project_id, api_key_id, now, researcher_run_id=None
 ) -> dict[str, int]:
     owners = Q()
     if project_id is not None:
         owners |= Q(project_id=project_id)
     if api_key_id is not None:
         owners |= Q(api_key_id=api_key_id)
+    if researcher_run_id is not None:
+        owners |= Q(researcher_run_id=researcher_run_id)
     if not owners:
         return {}
     budgets = sorted(
         Budget.objects.filter(owners, currency=currency, removed_at__isnull=True),
-        key=lambda b: 0 if b.project_id else 1,  # project before key: one lock order everywhere
+        key=_budget_scope_order,  # project, key, run: one lock order everywhere
     )
     counters: dict[str, int] = {}
     for budget in budgets:
-        scope = "project" if budget.project_id else "key"
+        scope = "project" if budget.project_id else "key" if budget.api_key_id else "run"
         counter = counter_for(budget=budget, moment=now)
         ok = BudgetCounter.objects.filter(
             pk=counter.pk, spent__lte=Value(budget.amount - amount) - F("reserved")
@@ -212,6 +240,10 @@ def _reserve_budgets(
             )
         counters[scope] = counter.pk
     return counters
+
+
+def _budget_scope_order(budget: Budget) -> int:
+    return 0 if budget.project_id else 1 if budget.api_key_id else 2
 
 
 def hold_capture(
@@ -280,7 +312,7 @@ def hold_capture(
         Account.objects.filter(pk=hold.wallet_id).update(
             held=F("held") - hold.amount, posted=F("posted") - charge
         )
-        counter_ids = [c for c in (hold.project_counter_id, hold.key_counter_id) if c]
+        counter_ids = _counter_ids(hold)
         if counter_ids:
             BudgetCounter.objects.filter(pk__in=counter_ids).update(
                 reserved=F("reserved") - hold.amount, spent=F("spent") + charge
@@ -422,11 +454,16 @@ def hold_void(
 
 def _release(hold: Hold) -> None:
     Account.objects.filter(pk=hold.wallet_id).update(held=F("held") - hold.amount)
-    counter_ids = [c for c in (hold.project_counter_id, hold.key_counter_id) if c]
+    counter_ids = _counter_ids(hold)
     if counter_ids:
         BudgetCounter.objects.filter(pk__in=counter_ids).update(
             reserved=F("reserved") - hold.amount
         )
+
+
+def _counter_ids(hold: Hold) -> list[int]:
+    counters = (hold.project_counter_id, hold.key_counter_id, hold.run_counter_id)
+    return [c for c in counters if c]
 
 
 def _settlement_of(hold_pk) -> Settlement:
@@ -496,23 +533,29 @@ def _fast() -> bool:
 _PLACE_SQL = """
 WITH wal AS (
     SELECT id FROM ledger_account
-    WHERE org_id = %(org)s::bigint AND currency = %(currency)s::varchar AND kind = 'wallet'
+    WHERE org_id = %(org)s::bigint AND currency = %(currency)s::varchar AND (kind = 'wallet'
+        OR (kind = 'allowance' AND %(run)s::uuid IS NOT NULL
+            AND posted - held >= %(amount)s::numeric))
+    ORDER BY kind = 'wallet' LIMIT 1
 ), bud AS (
     SELECT b.id, b.amount, b.project_id IS NOT NULL AS is_project,
+        b.researcher_run_id IS NOT NULL AS is_run,
         CASE b.period WHEN 'day' THEN %(day)s::date WHEN 'week' THEN %(week)s::date
             WHEN 'month' THEN %(month)s::date ELSE DATE '1970-01-01' END AS start
     FROM ledger_budget b
     WHERE b.currency = %(currency)s::varchar AND b.removed_at IS NULL
-      AND (b.project_id = %(project)s::bigint OR b.api_key_id = %(key)s::bigint)
+      AND (b.project_id = %(project)s::bigint OR b.api_key_id = %(key)s::bigint
+           OR b.researcher_run_id = %(run)s::uuid)
 ), cnt AS (
-    SELECT bud.amount AS budget_amount, bud.is_project, c.id AS counter_id
+    SELECT bud.amount AS budget_amount, bud.is_project, bud.is_run, c.id AS counter_id
     FROM bud LEFT JOIN ledger_budgetcounter c ON c.budget_id = bud.id AND c.period_start = bud.start
 ), h AS (
     INSERT INTO ledger_hold (id, org_id, wallet_id, amount, status, project_counter_id,
-        key_counter_id, request_id, expires_at, created_at)
+        key_counter_id, run_counter_id, request_id, expires_at, created_at)
     SELECT %(hold)s::uuid, %(org)s::bigint, wal.id, %(amount)s::numeric, 'pending',
         (SELECT counter_id FROM cnt WHERE is_project),
-        (SELECT counter_id FROM cnt WHERE NOT is_project),
+        (SELECT counter_id FROM cnt WHERE NOT is_project AND NOT is_run),
+        (SELECT counter_id FROM cnt WHERE is_run),
         %(request)s::varchar, %(expires)s::timestamptz, now()
     FROM wal
     WHERE NOT EXISTS (SELECT 1 FROM cnt WHERE counter_id IS NULL)
@@ -552,8 +595,10 @@ def place_statement(
     request_id: str,
     now,
     ttl: int,
+    researcher_run_id: UUID | None = None,
 ) -> tuple[str, dict]:
     return _PLACE_SQL, {
+        "run": researcher_run_id,
         "hold": hold_id,
         "org": org_id,
         "currency": currency,
@@ -656,7 +701,7 @@ WITH h AS (
         captured_amount = LEAST(%(cost)s::numeric, amount), resolved_at = %(now)s::timestamptz
     WHERE id = %(hold)s::uuid AND status = 'pending'
     RETURNING id, org_id, wallet_id, amount, captured_amount AS charge, project_counter_id,
-        key_counter_id
+        key_counter_id, run_counter_id
 ), acc AS (
     SELECT a.id, a.currency FROM ledger_account a, h WHERE a.id = h.wallet_id
 ), t AS (
@@ -683,7 +728,7 @@ WITH h AS (
     RETURNING a.id
 ), bc AS (
     UPDATE ledger_budgetcounter c SET reserved = c.reserved - h.amount, spent = c.spent + h.charge
-    FROM h, w WHERE c.id IN (h.project_counter_id, h.key_counter_id)
+    FROM h, w WHERE c.id IN (h.project_counter_id, h.key_counter_id, h.run_counter_id)
     RETURNING c.id, c.spent, c.alerted_at, c.budget_id
 )"""
 
@@ -699,13 +744,13 @@ _VOID_HEAD = """
 WITH h AS (
     UPDATE ledger_hold SET status = %(status)s::varchar, resolved_at = %(now)s::timestamptz
     WHERE id = %(hold)s::uuid AND status = 'pending'
-    RETURNING id, org_id, wallet_id, amount, project_counter_id, key_counter_id
+    RETURNING id, org_id, wallet_id, amount, project_counter_id, key_counter_id, run_counter_id
 ){usage}, w AS (
     UPDATE ledger_account a SET held = a.held - h.amount FROM h WHERE a.id = h.wallet_id
     RETURNING a.id
 ), bc AS (
     UPDATE ledger_budgetcounter c SET reserved = c.reserved - h.amount
-    FROM h, w WHERE c.id IN (h.project_counter_id, h.key_counter_id)
+    FROM h, w WHERE c.id IN (h.project_counter_id, h.key_counter_id, h.run_counter_id)
     RETURNING c.id
 )"""
 

@@ -12,7 +12,7 @@ from django.db.models import F
 
 from accounts.models import Organization
 from ledger.errors import InsufficientBalance, UnbalancedTransaction
-from ledger.models import Account, AccountKind, Posting, Transaction
+from ledger.models import FUNDING_KINDS, Account, AccountKind, Posting, Transaction
 from ledger.money import ZERO, Currency, to_money
 
 
@@ -92,7 +92,7 @@ def transaction_post(
             ]
         )
         for account, amount in sorted(legs, key=lambda leg: leg[0].pk):
-            if account.kind == AccountKind.WALLET:
+            if account.kind in FUNDING_KINDS:
                 _wallet_move(account, amount)
     return txn, True
 
@@ -111,7 +111,7 @@ def _transaction_insert(org, kind, reference, reason, created_by, corrects, hold
 
 def _wallet_move(wallet: Account, amount: Decimal) -> None:
     """Change a wallet's posted balance; a debit must leave available >= 0."""
-    query = Account.objects.filter(pk=wallet.pk, kind=AccountKind.WALLET)
+    query = Account.objects.filter(pk=wallet.pk, kind__in=FUNDING_KINDS)
     if amount < 0:
         query = query.filter(posted__gte=F("held") - amount)
     if query.update(posted=F("posted") + amount) != 1:

@@ -95,12 +95,12 @@ def _checks(scoped: bool) -> list[tuple[str, str, list[str], bool]]:
     wallet_sums = """
         SELECT p.account_id, SUM(p.amount) AS total
           FROM {posting} p JOIN {account} a ON a.id = p.account_id
-         WHERE a.kind = 'wallet' {org_a}
+         WHERE a.kind IN ('wallet', 'allowance') {org_a}
          GROUP BY p.account_id"""
     tenant = """SELECT p.id, p.transaction_id, t.org_id, a.org_id
                   FROM {posting} p JOIN {account} a ON a.id = p.account_id
                   JOIN {txn} t ON t.id = p.transaction_id
-                 WHERE a.kind = 'wallet' AND (t.org_id IS NULL OR t.org_id <> a.org_id)"""
+                 WHERE a.kind IN ('wallet', 'allowance') AND (t.org_id IS NULL OR t.org_id <> a.org_id)"""
     checks = [
         (
             "transaction_balanced",
@@ -141,7 +141,8 @@ def _checks(scoped: bool) -> list[tuple[str, str, list[str], bool]]:
             "wallet_posted",
             "SELECT a.id, a.org_id, a.currency, a.posted, COALESCE(s.total, 0)"
             " FROM {account} a LEFT JOIN (" + wallet_sums + ") s ON s.account_id = a.id"
-            " WHERE a.kind = 'wallet' {org_a} AND " + d("a.posted", "COALESCE(s.total, 0)"),
+            " WHERE a.kind IN ('wallet', 'allowance') {org_a} AND "
+            + d("a.posted", "COALESCE(s.total, 0)"),
             ["wallet", "org", "currency", "posted", "sum_of_postings"],
             False,
         ),
@@ -152,7 +153,7 @@ def _checks(scoped: bool) -> list[tuple[str, str, list[str], bool]]:
                       SELECT wallet_id, SUM(amount) AS total FROM {hold} h
                        WHERE status = 'pending' {org_h} GROUP BY wallet_id
                  ) h ON h.wallet_id = a.id
-                WHERE a.kind = 'wallet' {org_a} AND """
+                WHERE a.kind IN ('wallet', 'allowance') {org_a} AND """
             + d("a.held", "COALESCE(h.total, 0)"),
             ["wallet", "org", "currency", "held", "sum_of_open_holds"],
             False,
@@ -161,7 +162,7 @@ def _checks(scoped: bool) -> list[tuple[str, str, list[str], bool]]:
             "wallet_available",
             """SELECT a.id, a.org_id, a.currency, a.posted, a.held
                  FROM {account} a
-                WHERE a.kind = 'wallet' {org_a} AND (a.posted < a.held OR a.held < 0)""",
+                WHERE a.kind IN ('wallet', 'allowance') {org_a} AND (a.posted < a.held OR a.held < 0)""",
             ["wallet", "org", "currency", "posted", "held"],
             False,
         ),
@@ -180,7 +181,10 @@ def _checks(scoped: bool) -> list[tuple[str, str, list[str], bool]]:
                                 FROM {hold} h WHERE project_counter_id IS NOT NULL {org_h}
                               UNION ALL
                               SELECT key_counter_id, status, amount, captured_amount
-                                FROM {hold} h WHERE key_counter_id IS NOT NULL {org_h}) x
+                                FROM {hold} h WHERE key_counter_id IS NOT NULL {org_h}
+                              UNION ALL
+                              SELECT run_counter_id, status, amount, captured_amount
+                                FROM {hold} h WHERE run_counter_id IS NOT NULL {org_h}) x
                        GROUP BY counter_id
                  ) h ON h.counter_id = c.id
                 WHERE 1 = 1 {org_b} AND ("""
@@ -208,7 +212,7 @@ def _checks(scoped: bool) -> list[tuple[str, str, list[str], bool]]:
                       SELECT p.transaction_id, SUM(p.amount) AS total
                         FROM {posting} p
                        WHERE p.account_id IN (
-                             SELECT a.id FROM {account} a WHERE a.kind = 'wallet' {org_a})
+                             SELECT a.id FROM {account} a WHERE a.kind IN ('wallet', 'allowance') {org_a})
                        GROUP BY p.transaction_id
                  ) w ON w.transaction_id = t.id
                 WHERE 1 = 1 {org_h} AND (
@@ -235,11 +239,14 @@ def _checks(scoped: bool) -> list[tuple[str, str, list[str], bool]]:
                       UNION ALL
                       SELECT h.id, h.key_counter_id FROM {hold} h
                        WHERE h.key_counter_id IS NOT NULL {org_h}
+                      UNION ALL
+                      SELECT h.id, h.run_counter_id FROM {hold} h
+                       WHERE h.run_counter_id IS NOT NULL {org_h}
                  ) hc ON hc.hold_id = h.id
                  LEFT JOIN {counter} c ON c.id = hc.counter_id
                  LEFT JOIN {budget} b ON b.id = c.budget_id
                 WHERE 1 = 1 {org_h} AND (
-                      w.kind <> 'wallet' OR w.org_id <> h.org_id
+                      w.kind NOT IN ('wallet', 'allowance') OR w.org_id <> h.org_id
                    OR b.org_id <> h.org_id OR b.currency <> w.currency)""",
             [
                 "hold",
@@ -295,7 +302,7 @@ def _checks(scoped: bool) -> list[tuple[str, str, list[str], bool]]:
             (
                 "system_account_balance",  # system accounts carry no cached balance
                 """SELECT a.id, a.kind, a.currency, a.posted, a.held FROM {account} a
-                    WHERE a.org_id IS NULL AND (a.kind = 'wallet' OR """
+                    WHERE a.org_id IS NULL AND (a.kind IN ('wallet', 'allowance') OR """
                 + d("a.posted", "0")
                 + " OR "
                 + d("a.held", "0")

@@ -13,7 +13,9 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Now
 
 from accounts.audit import audit_record
 from accounts.models import Organization
@@ -103,29 +105,30 @@ def redemption_batch_create(
     return batch, plain
 
 
-_CLAIM_SQL = """
-UPDATE ledger_redemptioncode AS c
-   SET redeemed_at = now(), redeemed_by_org_id = %s, redeemed_by_id = %s
-  FROM ledger_redemptionbatch AS b
- WHERE c.batch_id = b.id
-   AND c.code_hash = %s
-   AND c.redeemed_at IS NULL
-   AND (b.expires_at IS NULL OR b.expires_at > now())
-RETURNING c.id, b.id
-"""
-
-
 def redemption_redeem(*, org: Organization, code: str, actor: Any | None) -> Transaction:
-    """Claim the code and credit the org's wallet in one DB transaction; once per code."""
+    """Claim the code and credit the org's wallet in one DB transaction; once per code.
+
+    The claim is one guarded single-table UPDATE (`redeemed_at IS NULL`) that runs the same
+    on PostgreSQL and SQLite: on PostgreSQL a racing second UPDATE blocks on the row lock and
+    re-checks the guard after the first commits; SQLite serialises writers. Zero rows: refuse.
+    """
     digest = code_hash(code)
     actor_id = getattr(actor, "pk", None)
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_SQL, [org.pk, actor_id, digest])
-            row = cursor.fetchone()
-        if row is None:
+        found = (
+            RedemptionCode.objects.filter(code_hash=digest, redeemed_at__isnull=True)
+            .filter(Q(batch__expires_at__isnull=True) | Q(batch__expires_at__gt=Now()))
+            .values_list("pk", "batch_id")
+            .first()
+        )
+        claimed = 0
+        if found is not None:
+            claimed = RedemptionCode.objects.filter(pk=found[0], redeemed_at__isnull=True).update(
+                redeemed_at=Now(), redeemed_by_org=org, redeemed_by=actor if actor_id else None
+            )
+        if not claimed:
             raise _refusal(digest)
-        code_id, batch_id = row
+        code_id, batch_id = found
         batch = RedemptionBatch.objects.get(pk=batch_id)
         reference = f"redeem:{code_id}"
         txn, _ = wallet_credit(

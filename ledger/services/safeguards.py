@@ -125,7 +125,9 @@ def hold_capture_late(
             status=HoldStatus.CAPTURED, captured_amount=charge, resolved_at=now
         )
         Account.objects.filter(pk=wallet.pk).update(posted=F("posted") - charge)
-        counter_ids = [c for c in (hold.project_counter_id, hold.key_counter_id) if c]
+        counter_ids = [
+            c for c in (hold.project_counter_id, hold.key_counter_id, hold.run_counter_id) if c
+        ]
         if counter_ids:
             BudgetCounter.objects.filter(pk__in=counter_ids).update(spent=F("spent") + charge)
         txn = _usage_transaction(hold=hold, charge=charge, cost=cost) if cost > ZERO else None

@@ -1,4 +1,5 @@
-"""Top-ups: operator grants, Stripe Checkout for CREDIT, and the DEBUG-only test provider.
+"""Top-ups: operator grants, Stripe Checkout (Credit by card in USD; RMB with Alipay and
+WeChat Pay in CNY), and the DEBUG-only test provider for both wallets.
 
 Every credit goes through `wallet_credit`, i.e. `transaction_post` with a deterministic reference
 (`grant:REF`, `stripe:<checkout session id>`, `test:<topup id>`), so whatever the number, order
@@ -28,7 +29,14 @@ from ledger.models import (
     TransactionKind,
     WebhookEvent,
 )
-from ledger.money import MONEY_PLACES, Currency, to_money
+from ledger.money import (
+    MONEY_PLACES,
+    WALLET_ISO,
+    Currency,
+    money_format,
+    to_money,
+    wallet_name,
+)
 from ledger.services.postings import system_account, transaction_post, wallet_for
 from ledger.services.reversals import STRIPE_REVERSAL_EVENTS, stripe_reversal_handle
 
@@ -36,8 +44,12 @@ logger = logging.getLogger(__name__)
 
 # A sanity bound on one top-up; larger amounts are almost certainly a typo.
 TOPUP_MAX = Decimal("1000000")
-# Stripe charges in cents with a 0.50 USD minimum.
+# Stripe charges in cents (fen for CNY) with a minimum per currency.
 CHECKOUT_MIN = Decimal("0.50")
+CHECKOUT_MINIMUMS = {"CREDIT": CHECKOUT_MIN, "RMB": Decimal("4.00")}
+CHECKOUT_MAXIMUMS = {"CREDIT": Decimal("10000"), "RMB": Decimal("70000")}
+# How each wallet is paid through Stripe Checkout: Credit by card, RMB with Alipay / WeChat Pay.
+CHECKOUT_METHODS = {"CREDIT": ["card"], "RMB": ["alipay", "wechat_pay"]}
 STRIPE_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 
 
@@ -184,27 +196,52 @@ def card_topup_available() -> bool:
     return stripe_configured() or testpay_enabled()
 
 
-def checkout_amount_validate(amount: Any) -> Decimal:
-    value = amount_validate(amount, places=2)
-    if value < CHECKOUT_MIN:
-        raise InvalidAmount(f"The minimum card top-up is {CHECKOUT_MIN} USD.")
+def checkout_amount_validate(amount: Any, currency: str = Currency.CREDIT) -> Decimal:
+    currency = currency_validate(currency)
+    minimum, maximum = CHECKOUT_MINIMUMS[currency], CHECKOUT_MAXIMUMS[currency]
+    value = amount_validate(amount, places=2, maximum=maximum * 100)
+    if value < minimum or value > maximum:
+        raise InvalidAmount(
+            f"A {wallet_name(currency)} top-up must be between {money_format(minimum, currency)} "
+            f"and {money_format(maximum, currency, total=True)}."
+        )
     return value
 
 
+def topup_method(topup: TopUp) -> str:
+    """How it was paid, for the history and the receipt."""
+    if topup.provider == TopUpProvider.STRIPE:
+        return (
+            "Card (Stripe)" if topup.currency == Currency.CREDIT else "Alipay / WeChat Pay (Stripe)"
+        )
+    if topup.provider == TopUpProvider.OPERATOR:
+        return "Granted by tokenforge"
+    return topup.get_provider_display()
+
+
 def checkout_start(
-    *, org: Organization, amount: Any, actor: Any | None, success_url: str, cancel_url: str
+    *,
+    org: Organization,
+    amount: Any,
+    actor: Any | None,
+    success_url: str,
+    cancel_url: str,
+    currency: str = Currency.CREDIT,
 ) -> tuple[TopUp, str]:
-    """Create a pending CREDIT TopUp and its Stripe Checkout Session; returns (topup, url).
+    """Create a pending TopUp and its Stripe Checkout Session; returns (topup, url).
+
+    Credit is paid by card in USD; RMB with Alipay or WeChat Pay in CNY.
 
     The amount credited later is the session's `amount_total`, never anything the browser
     sends back.
     """
     if not stripe_configured():
         raise ValueError("Card payments are not configured.")
-    value = checkout_amount_validate(amount)
+    currency = currency_validate(currency)
+    value = checkout_amount_validate(amount, currency)
     topup = TopUp.objects.create(
         org=org,
-        currency=Currency.CREDIT,
+        currency=currency,
         amount=value,
         provider=TopUpProvider.STRIPE,
         status=TopUpStatus.PENDING,
@@ -213,7 +250,12 @@ def checkout_start(
     cents = int((value * 100).to_integral_value())
     try:
         session = _checkout_session_create(
-            org=org, topup=topup, cents=cents, success_url=success_url, cancel_url=cancel_url
+            org=org,
+            topup=topup,
+            cents=cents,
+            success_url=success_url,
+            # `{TOPUP_ID}`: the cancel page marks this top-up cancelled (ours, not Stripe's id).
+            cancel_url=cancel_url.replace("{TOPUP_ID}", str(topup.pk)),
         )
     except Exception:
         TopUp.objects.filter(pk=topup.pk).update(status=TopUpStatus.FAILED)
@@ -224,23 +266,34 @@ def checkout_start(
 
 
 def _checkout_session_create(*, org, topup, cents, success_url, cancel_url):
+    extra: dict[str, Any] = {}
+    # Copied onto the PaymentIntent and its charge: refunds and disputes carry it.
+    intent_data: dict[str, Any] = {"metadata": {"org_id": str(org.pk), "topup_id": str(topup.pk)}}
+    if topup.currency == Currency.CREDIT:
+        # Save the card for auto top-up (charged off-session later, only if the owner turns
+        # auto top-up on).
+        extra["customer_creation"] = "always"
+        intent_data["setup_future_usage"] = "off_session"
+    if topup.currency == Currency.RMB:
+        extra["payment_method_types"] = CHECKOUT_METHODS[Currency.RMB]
+        extra["payment_method_options"] = {"wechat_pay": {"client": "web"}}
     return stripe.checkout.Session.create(
         api_key=settings.STRIPE_SECRET_KEY,
         mode="payment",
         line_items=[
             {
                 "price_data": {
-                    "currency": "usd",
+                    "currency": WALLET_ISO[topup.currency],
                     "unit_amount": cents,
-                    "product_data": {"name": "tokenforge Credit"},
+                    "product_data": {"name": f"tokenforge {wallet_name(topup.currency)}"},
                 },
                 "quantity": 1,
             }
         ],
+        **extra,
         client_reference_id=str(topup.pk),
         metadata={"org_id": str(org.pk), "topup_id": str(topup.pk)},
-        # Copied onto the PaymentIntent and its charge: refunds and disputes carry it.
-        payment_intent_data={"metadata": {"org_id": str(org.pk), "topup_id": str(topup.pk)}},
+        payment_intent_data=intent_data,
         success_url=success_url,
         cancel_url=cancel_url,
     )
@@ -258,7 +311,7 @@ def topup_settle(*, topup_id: int, reference: str, amount: Decimal) -> tuple[Tra
             kind=TransactionKind.TOPUP,
             source_kind=AccountKind.PAYMENTS,
             actor=topup.created_by,
-            reason=f"{topup.get_provider_display()} top-up #{topup.pk}",
+            reason=f"{topup_method(topup)} top-up",
         )
         if topup.transaction_id is None:
             TopUp.objects.filter(pk=topup.pk).update(
@@ -280,13 +333,16 @@ def topup_settle(*, topup_id: int, reference: str, amount: Decimal) -> tuple[Tra
     return txn, created
 
 
-def testpay_start(*, org: Organization, amount: Any, actor: Any | None) -> TopUp:
+def testpay_start(
+    *, org: Organization, amount: Any, actor: Any | None, currency: str = Currency.CREDIT
+) -> TopUp:
     if not testpay_enabled():
         raise ValueError("The test payment provider is only available when DEBUG is on.")
+    currency = currency_validate(currency)
     return TopUp.objects.create(
         org=org,
-        currency=Currency.CREDIT,
-        amount=checkout_amount_validate(amount),
+        currency=currency,
+        amount=checkout_amount_validate(amount, currency),
         provider=TopUpProvider.TEST,
         status=TopUpStatus.PENDING,
         created_by=actor if getattr(actor, "pk", None) else None,
@@ -298,8 +354,33 @@ def testpay_complete(*, org: Organization, topup_id: int) -> Transaction:
     if not testpay_enabled():
         raise ValueError("The test payment provider is only available when DEBUG is on.")
     topup = TopUp.objects.for_org(org).get(pk=topup_id, provider=TopUpProvider.TEST)
+    if topup.status == TopUpStatus.CANCELLED:
+        raise ValueError("This test payment was cancelled; start a new top-up.")
     txn, _ = topup_settle(topup_id=topup.pk, reference=f"test:{topup.pk}", amount=topup.amount)
     return txn
+
+
+def topup_cancel(*, org: Organization, topup_id: int, actor: Any | None = None) -> bool:
+    """The payer cancelled a pending payment: mark it cancelled (never credited). Only a
+    pending top-up changes; a paid one stays paid. Returns whether it changed."""
+    changed = (
+        TopUp.objects.for_org(org)
+        .filter(
+            pk=topup_id,
+            status=TopUpStatus.PENDING,
+            provider__in=[TopUpProvider.TEST, TopUpProvider.STRIPE],
+        )
+        .update(status=TopUpStatus.CANCELLED)
+    )
+    if changed:
+        audit_record(
+            org=org,
+            actor=actor,
+            action="topup.cancel",
+            target=TopUp.objects.get(pk=topup_id),
+            changes={},
+        )
+    return bool(changed)
 
 
 class WebhookRejected(Exception):
@@ -329,9 +410,17 @@ def stripe_webhook_handle(*, payload: bytes, sig_header: str | None) -> str:
     event_id = event.get("id", "")
     if event_type in STRIPE_REVERSAL_EVENTS:
         return stripe_reversal_handle(event=event)
+    session = (event.get("data") or {}).get("object") or {}
+    if event_type == "checkout.session.expired":
+        # The payer never paid (closed or abandoned Checkout): the top-up shows as cancelled.
+        expired = _topup_for_session(session)
+        if expired is not None:
+            TopUp.objects.filter(pk=expired.pk, status=TopUpStatus.PENDING).update(
+                status=TopUpStatus.CANCELLED
+            )
+        return "expired"
     if event_type not in STRIPE_EVENTS:
         return "ignored"
-    session = (event.get("data") or {}).get("object") or {}
     if event_type == "checkout.session.completed" and session.get("payment_status") != "paid":
         return "pending"  # async payment methods: wait for async_payment_succeeded
     topup = _topup_for_session(session)
@@ -341,8 +430,11 @@ def stripe_webhook_handle(*, payload: bytes, sig_header: str | None) -> str:
     amount_total = session.get("amount_total")
     if not isinstance(amount_total, int) or amount_total <= 0:
         raise WebhookRejected("The session has no amount_total.")
-    if str(session.get("currency", "")).lower() != "usd":
-        raise WebhookRejected("Only USD sessions credit the Credit wallet.")
+    if str(session.get("currency", "")).lower() != WALLET_ISO[topup.currency]:
+        raise WebhookRejected(
+            f"A {WALLET_ISO[topup.currency].upper()} session credits the "
+            f"{wallet_name(topup.currency)} wallet; this one is in {session.get('currency')!r}."
+        )
     amount = to_money(Decimal(amount_total) / 100)
     with transaction.atomic():
         try:
@@ -361,6 +453,10 @@ def stripe_webhook_handle(*, payload: bytes, sig_header: str | None) -> str:
             TopUp.objects.filter(pk=topup.pk, payment_intent="").update(
                 payment_intent=payment_intent[:200]
             )
+        if topup.currency == Currency.CREDIT and session.get("customer"):
+            from ledger.services.wallet_watch import saved_card_remember
+
+            saved_card_remember(org_id=topup.org_id, customer_id=str(session["customer"]))
     return "credited" if created else "already_credited"
 
 

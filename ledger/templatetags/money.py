@@ -1,34 +1,41 @@
-"""`{{ value|money }}`: an exact amount for people, never rounded and never in E notation.
+"""`{{ value|money }}` / `{{ value|money:"RMB" }}` / `{{ value|money_total:"CREDIT" }}`.
 
-Stored amounts carry 10 places; a request can cost 0.0002184. Rounding to cents on the page
-would make parts that add up exactly look as if they did not, so trailing zeros are dropped
-instead (but at least two places stay: 12.50, 0.0002184).
+One money format (`ledger.money.money_format`): exact small amounts (a request can cost
+0.0002184, and parts must visibly add up), totals to 2 decimals, the currency's symbol when
+the currency is given, never E notation.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-
 from django import template
 
-from ledger.money import QUANTUM
+from ledger.money import money_format
+from ledger.money import wallet_name as _wallet_name
 
 register = template.Library()
 
 
 @register.filter
-def money(value) -> str:
-    if value is None or value == "":
-        return ""
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        return str(value)
-    if not amount.is_finite():
-        return str(amount)
-    amount = amount.quantize(QUANTUM)  # storage precision; a burn rate divides by 7
-    if amount == 0:
-        return "0.00"
-    text = format(amount.normalize(), "f")
-    whole, _, fraction = text.partition(".")
-    return f"{whole}.{fraction.ljust(2, '0')}"
+def money(value, currency=None) -> str:
+    return money_format(value, currency)
+
+
+@register.filter
+def money_total(value, currency=None) -> str:
+    return money_format(value, currency, total=True)
+
+
+@register.filter
+def customer_reference(reference) -> str:
+    """A transaction's reference as a customer may see it: the payment provider's id, never
+    our global row numbers (test:17, redeem:42) that would reveal other customers' volume."""
+    text = str(reference or "")
+    if text.startswith("stripe:"):
+        return text.removeprefix("stripe:")
+    return ""
+
+
+@register.filter
+def wallet_name(currency) -> str:
+    """CREDIT -> "Credit (USD)", RMB -> "RMB (CNY)"."""
+    return _wallet_name(currency)

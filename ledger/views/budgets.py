@@ -19,7 +19,6 @@ from django.views.decorators.http import require_POST
 from accounts.decorators import org_required
 from ledger.errors import InvalidAmount
 from ledger.models import Period
-from ledger.money import Currency
 from ledger.selectors import budgets_status
 from ledger.selectors_dashboard import budgets_active
 from ledger.selectors_forecast import forecast_get
@@ -30,17 +29,61 @@ from projects.selectors import key_get, keys_list, project_get
 
 
 class BudgetForm(forms.Form):
-    currency = forms.ChoiceField(label="Wallet", choices=Currency.choices)
-    amount = forms.DecimalField(label="Limit", min_value=Decimal("0"), decimal_places=10)
-    period = forms.ChoiceField(label="Period", choices=Period.choices, initial=Period.MONTH)
-    soft_threshold = forms.DecimalField(
-        label="Alert at (fraction of the limit)",
-        min_value=Decimal("0"),
-        max_value=Decimal("1"),
-        decimal_places=4,
-        initial=Decimal("0.8"),
-        required=False,
+    currency = forms.ChoiceField(
+        label="Wallet", choices=[("CREDIT", "Credit (USD)"), ("RMB", "RMB (CNY)")]
     )
+    amount = forms.DecimalField(
+        label="Limit",
+        min_value=Decimal("0.0001"),
+        max_value=Decimal("1000000"),
+        decimal_places=4,
+        error_messages={
+            "required": "Enter the budget's limit, e.g. 25.",
+            "invalid": "Enter the limit as a number, e.g. 25 or 2.50.",
+            "min_value": "A limit must be more than zero; to stop a budget, remove it.",
+            "max_value": "A limit can be at most 1,000,000.",
+            "max_decimal_places": "Use at most 4 decimals for a limit.",
+            "max_digits": "A limit can be at most 1,000,000.",
+            "max_whole_digits": "A limit can be at most 1,000,000.",
+        },
+    )
+    period = forms.ChoiceField(
+        label="Period",
+        choices=[
+            ("month", "Per calendar month (UTC)"),
+            ("week", "Per week, from Monday (UTC)"),
+            ("day", "Per day (UTC)"),
+            ("total", "In total, counted from when the budget is set"),
+        ],
+        initial=Period.MONTH,
+    )
+    soft_threshold = forms.DecimalField(
+        label="Alert when this share is used (%)",
+        min_value=Decimal("0"),
+        max_value=Decimal("100"),
+        decimal_places=2,
+        initial=80,
+        required=False,
+        help_text="We email the organization's admins once the budget is this far used.",
+        error_messages={
+            "min_value": "The alert share must be between 1 and 100 percent.",
+            "max_value": "The alert share must be between 1 and 100 percent.",
+            "invalid": "Enter the alert share as a percentage, e.g. 80.",
+            "max_decimal_places": "Enter the alert share as a percentage, e.g. 80.",
+        },
+    )
+
+    def clean_soft_threshold(self):
+        """A percentage (80); a value up to 1 is read as a fraction (0.8), as the API takes."""
+        value = self.cleaned_data["soft_threshold"]
+        if value is None:
+            return None
+        return value if value <= 1 else value / 100
+
+
+def form_errors_sentence(form: forms.Form) -> str:
+    """A form's errors as sentences for people (never `field: ...`)."""
+    return " ".join(str(error) for errors in form.errors.values() for error in errors)
 
 
 def _with_progress(rows: list[dict]) -> list[dict]:
@@ -135,11 +178,7 @@ def budget_save(request, scope: str, pk: int):
     owner = _budget_owner(request, scope, pk)
     form = BudgetForm(request.POST)
     if not form.is_valid():
-        messages.error(
-            request,
-            "Budget not saved: "
-            + "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items()),
-        )
+        messages.error(request, "Budget not saved. " + form_errors_sentence(form))
         return _back(scope, pk)
     try:
         budget_set(

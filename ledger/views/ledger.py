@@ -37,6 +37,7 @@ CSV_COLUMN_FIELDS = {
     "created_at": "created_at",
     "request_id": "request_id",
     "kind": "kind",
+    "endpoint": "endpoint",
     "status": "status",
     "project": "project__name",
     "api_key": "api_key__prefix",
@@ -107,7 +108,12 @@ def ledger(request):
             "projects": projects_list(org=request.org, include_archived=True),
             "keys": keys_list(org=request.org),
             "choices": usage_filter_choices(org=request.org),
-            "kinds": UsageKind.choices if view == "requests" else TransactionKind.choices,
+            "kinds": UsageKind.choices
+            if view == "requests"
+            else [
+                *TransactionKind.choices,
+                *((k, f"{label} usage") for k, label in UsageKind.choices),
+            ],
             "statuses": UsageStatus.choices,
             "currencies": Currency.choices,
             "org": request.org,

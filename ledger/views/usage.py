@@ -61,6 +61,7 @@ def usage(request):
             ("model", "By model"),
             ("route", "By route"),
             ("wallet", "By wallet"),
+            ("endpoint", "By endpoint"),
         )
     }
     return render(

@@ -57,6 +57,8 @@ class UpstreamTarget:
     base_url: str
     api_key: str
     timeout: float
+    # An `openai` upstream that serves /v1/responses itself (routing file `responses: true`).
+    responses: bool = False
 
 
 class UpstreamError(Exception):

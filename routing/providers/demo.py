@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from routing.pricing import prompt_tokens_estimate, tokens_estimate
 from routing.providers.base import ChatResult, Provider, StreamState, Usage
+from routing.providers.demo_research import researcher_answer, researcher_step
 
 STREAM_DELAY_SECONDS = 0.02
 
@@ -33,6 +34,9 @@ def _last_user_text(body: dict) -> str:
 
 
 def _answer(body: dict, model: str) -> str:
+    step = researcher_step(body)
+    if step is not None:  # an AI Researcher step (routing/providers/demo_research.py)
+        return _limit(researcher_answer(body, step), body)
     asked = _last_user_text(body)[:200]
     text = (
         f"Hello from the tokenforge demo upstream ({model}). "
@@ -40,6 +44,10 @@ def _answer(body: dict, model: str) -> str:
         "This answer was generated locally, charged to your wallet at the route's price, "
         "and recorded in the ledger with its route."
     )
+    return _limit(text, body)
+
+
+def _limit(text: str, body: dict) -> str:
     limit = body.get("max_tokens") or body.get("max_completion_tokens")
     if isinstance(limit, int) and limit > 0:
         words, out = text.split(" "), []

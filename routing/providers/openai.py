@@ -1,5 +1,7 @@
 """OpenAI and OpenAI-compatible relays: `{base_url}/chat/completions`, `/embeddings`,
-Bearer key, SSE streams with `stream_options.include_usage` for the final usage."""
+Bearer key, SSE streams with `stream_options.include_usage` for the final usage.
+An upstream flagged `responses` also gets /v1/responses requests natively at
+`{base_url}/responses` (the canonical chat body carries them, routing.translate.responses)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from routing.providers.base import (
     retry_after_of,
     stream_open,
 )
+from routing.translate import responses as responses_tr
+from routing.translate.responses import NATIVE_KEY
 
 
 def _count(data: dict, key: str) -> int:
@@ -175,6 +179,10 @@ class OpenAIProvider(Provider):
         )
 
     async def chat(self, *, client, target, model, body, headers) -> ChatResult:
+        if NATIVE_KEY in body:
+            if target.responses:
+                return await self._responses(client, target, model, body, headers)
+            body = {k: v for k, v in body.items() if k != NATIVE_KEY}
         answered: dict = {}
         data = await self._post_json(
             client, target, "/chat/completions", {**body, "model": model}, headers, answered
@@ -202,6 +210,11 @@ class OpenAIProvider(Provider):
         return ChatResult(body=data, usage=usage)
 
     def chat_stream(self, *, client, target, model, body, headers, state) -> AsyncIterator[dict]:
+        if NATIVE_KEY in body:
+            if target.responses:
+                native = {**body[NATIVE_KEY], "model": model, "stream": True}
+                return self._responses_stream(client, target, native, headers, state)
+            body = {k: v for k, v in body.items() if k != NATIVE_KEY}
         upstream_body = {**body, "model": model, "stream": True}
         options = dict(upstream_body.get("stream_options") or {})
         options["include_usage"] = True
@@ -277,6 +290,90 @@ class OpenAIProvider(Provider):
                     f"upstream stream broke ({type(exc).__name__})", status=502, retryable=True
                 ) from exc
             if not done and state.finish_reason is None:
+                raise UpstreamError("upstream stream ended early", status=502, retryable=True)
+        finally:
+            await response.aclose()
+
+    # --- /v1/responses, natively (upstreams flagged `responses`) ---------------------------
+
+    async def _responses(self, client, target, model, body, headers) -> ChatResult:
+        native = {**body[NATIVE_KEY], "model": model, "stream": False}
+        data = await self._post_json(client, target, "/responses", native, headers)
+        if not isinstance(data.get("output"), list):
+            raise UpstreamError(
+                "upstream sent a response without output", status=502, retryable=True
+            )
+        chat = responses_tr.native_to_chat(data)
+        usage = usage_from_openai(chat.get("usage"))
+        if usage is None:
+            from routing.pricing import prompt_tokens_estimate, tokens_estimate
+
+            text = str(chat["choices"][0]["message"].get("content") or "")
+            usage = Usage(
+                prompt_tokens=prompt_tokens_estimate(body),
+                completion_tokens=tokens_estimate(text),
+                estimated=True,
+            )
+        return ChatResult(body=chat, usage=usage)
+
+    async def _responses_stream(
+        self, client: httpx.AsyncClient, target: UpstreamTarget, body: dict, headers, state
+    ) -> AsyncIterator[dict]:
+        """Native Responses events, each wrapped in a chat chunk the engine can read."""
+        url, timeout = _parsed(target, "/responses")
+        response = await stream_open(
+            client,
+            url,
+            body=body,
+            headers=self._headers(target, headers),
+            timeout=timeout,
+            errors=error_from_response,
+        )
+        try:
+            ended = False
+            try:
+                async for line in _sse_lines(response):
+                    if not line.startswith(b"data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        break
+                    try:
+                        event = orjson.loads(payload)
+                    except orjson.JSONDecodeError as exc:
+                        raise malformed_error("stream event") from exc
+                    if not isinstance(event, dict):
+                        continue
+                    kind = event.get("type")
+                    if kind in ("error", "response.failed"):
+                        err = event.get("error") or (event.get("response") or {}).get("error")
+                        message = event.get("message") or (
+                            err.get("message") if isinstance(err, dict) else None
+                        )
+                        raise UpstreamError(
+                            str(message or "upstream response failed")[:500],
+                            status=502,
+                            retryable=True,
+                        )
+                    chunk = responses_tr.native_event_to_chunk(event)
+                    usage = usage_from_openai(chunk.get("usage"))
+                    if usage is not None:
+                        state.usage = usage
+                    for choice in chunk.get("choices") or ():
+                        delta = choice.get("delta") or {}
+                        if delta.get("content"):
+                            state.delivered_text.append(delta["content"])
+                        if choice.get("finish_reason"):
+                            state.finish_reason = choice["finish_reason"]
+                    yield chunk
+                    if kind in ("response.completed", "response.incomplete"):
+                        ended = True
+                        break
+            except httpx.HTTPError as exc:
+                raise UpstreamError(
+                    f"upstream stream broke ({type(exc).__name__})", status=502, retryable=True
+                ) from exc
+            if not ended:
                 raise UpstreamError("upstream stream ended early", status=502, retryable=True)
         finally:
             await response.aclose()

@@ -179,8 +179,9 @@ _OPENAI_REFUSED = {
     "web_search_options": "web_search_options is not available for Anthropic models",
     "functions": "the legacy `functions` field is not translated; use `tools`",
     "function_call": "the legacy `function_call` field is not translated; use `tool_choice`",
-    "reasoning_effort": "reasoning_effort is not translated for Anthropic models",
 }
+# reasoning_effort -> Anthropic's output_config.effort (issue 13).
+ANTHROPIC_EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 
 
 def _openai_part_to_block(part, *, param: str) -> dict:
@@ -218,8 +219,23 @@ def request_to_anthropic(body: dict) -> dict:
         if body.get(name) not in (None, 0, 0.0):
             _refuse(f"{name} is not available for Anthropic models", name)
     fmt = body.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
-        _refuse("response_format is not available for Anthropic models", "response_format")
+    output_config: dict = {}
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        # Anthropic's structured outputs: output_config.format (issue 13).
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            _refuse("response_format.json_schema.schema must be an object", "response_format")
+        output_config["format"] = {"type": "json_schema", "schema": schema}
+    elif isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
+        _refuse(
+            "response_format json_object is not available for Anthropic models; use json_schema",
+            "response_format",
+        )
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort not in ANTHROPIC_EFFORTS:
+            _refuse("reasoning_effort must be minimal, low, medium or high", "reasoning_effort")
+        output_config["effort"] = ANTHROPIC_EFFORTS[effort]
 
     system: list[str] = []
     messages: list[dict] = []
@@ -331,6 +347,8 @@ def request_to_anthropic(body: dict) -> dict:
     user = body.get("user")
     if user:
         out["metadata"] = {"user_id": str(user)}
+    if output_config:
+        out["output_config"] = output_config
     return out
 
 

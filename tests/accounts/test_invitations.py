@@ -118,3 +118,15 @@ def test_an_admin_revokes_a_pending_invitation(client, owner, org):
     response = client.post(reverse("accounts:invitation_revoke", args=[created.invitation.pk]))
     assert response.status_code == 302
     assert not Invitation.objects.for_org(org).exists()
+
+
+def test_inviting_an_already_invited_email_resends_instead_of_duplicating(
+    org, owner, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        first = invitation_create(org=org, invited_by=owner, email="new@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        second = invitation_create(org=org, invited_by=owner, email="New@example.com")
+    assert Invitation.objects.filter(org=org).count() == 1
+    assert first.invitation.pk == second.invitation.pk and first.token != second.token
+    assert len(mailoutbox) == 2

@@ -161,6 +161,7 @@ def test_a_new_user_tops_up_spends_through_the_proxy_and_traces_every_cent(
     from openai import OpenAI
     from playwright.sync_api import expect
 
+    page.on("dialog", lambda dialog: dialog.accept())  # confirmations (revoke) say yes
     # Sign up.
     page.goto(live_server_url + "/")
     page.get_by_role("link", name="Sign up").first.click()
@@ -176,20 +177,25 @@ def test_a_new_user_tops_up_spends_through_the_proxy_and_traces_every_cent(
 
     # Top up Credit with the test provider.
     _nav(page, "Top up")
-    page.get_by_label("Amount").fill("20")
-    page.get_by_role("button", name="Continue to test payment").click()
+    credit_form = page.locator("[data-topup-form='CREDIT']")
+    credit_form.get_by_label("Amount").fill("20")
+    credit_form.get_by_role("button", name="Continue to test payment").click()
     expect(page.get_by_role("heading", name="Test payment — no real money")).to_be_visible()
     page.get_by_role("button", name="Pay (test)").click()
-    expect(page.get_by_text("Test payment done: 20.00 Credit added.")).to_be_visible()
-    credit = page.locator(".wallet").filter(has_text="Credit (USD)")
-    expect(credit.get_by_role("row", name="Available")).to_contain_text("20.00")
+    expect(
+        page.get_by_text("Test payment done: $20.00 added to your Credit (USD) wallet.")
+    ).to_be_visible()
+    credit = page.locator(".wallet[data-wallet='CREDIT'] [data-available]")
+    expect(credit).to_contain_text("$20.00")
 
     # Redeem the operator's code (RMB).
     page.get_by_label("Code", exact=True).fill(operator_code)
     page.get_by_role("button", name="Redeem").click()
-    expect(page.get_by_text("Code redeemed: 50 RMB added.")).to_be_visible()
-    rmb = page.locator(".wallet").filter(has_text="RMB balance (CNY)")
-    expect(rmb.get_by_role("row", name="Available")).to_contain_text("50.00")
+    expect(
+        page.get_by_text("Code redeemed: ¥50.00 added to your RMB (CNY) wallet.")
+    ).to_be_visible()
+    rmb = page.locator(".wallet[data-wallet='RMB'] [data-available]")
+    expect(rmb).to_contain_text("¥50.00")
     history = page.locator("section", has=page.get_by_role("heading", name="Top-up history"))
     expect(history.get_by_role("row")).to_have_count(3)  # header, card payment, code
     _shot(page, "topup")
@@ -216,9 +222,9 @@ def test_a_new_user_tops_up_spends_through_the_proxy_and_traces_every_cent(
     assert page.evaluate("navigator.clipboard.readText()") == secret
     _shot(page, "key-created")
 
-    page.get_by_role("link", name="Set budgets and limits for this key").click()
-    page.get_by_label("Wallet:", exact=True).select_option("RMB")
-    page.get_by_label("Limit:", exact=True).fill("25")
+    page.get_by_role("link", name="Budgets and limits of this key").click()
+    page.get_by_label("Wallet", exact=True).select_option("RMB")
+    page.get_by_label("Limit", exact=True).fill("25")
     page.get_by_label("Period").select_option("month")
     page.get_by_role("button", name="Save budget").click()
     expect(page.get_by_text("Budget saved.")).to_be_visible()
@@ -297,7 +303,9 @@ def test_a_new_user_tops_up_spends_through_the_proxy_and_traces_every_cent(
     page.get_by_role("button", name="Explain").click()
     expect(page.locator("[data-adds-up='yes']")).to_be_visible()
     assert page.locator("[data-parts]").inner_text() == page.locator("[data-change]").inner_text()
-    expect(page.get_by_role("row").filter(has_text="model gpt-4o-mini")).to_contain_text(f"-{cost}")
+    expect(page.get_by_role("row").filter(has_text="model gpt-4o-mini")).to_contain_text(
+        f"-¥{cost}"
+    )
     _shot(page, "balance-drop")
 
     # Export the filtered list as CSV.

@@ -59,9 +59,9 @@ def test_overview_shows_both_wallets_and_the_forecast(tenant):
     usage_add(org=tenant.org, project=tenant.project, kind="researcher", cost="0.5")
     usage_add(org=tenant.org, project=tenant.project, cost="3", created_at=_yesterday())
     body = tenant.client().get(reverse("ledger:overview")).content.decode()
-    assert "Credit (USD)" in body and "RMB balance (CNY)" in body
+    assert "Credit (USD)" in body and "RMB (CNY)" in body
     assert "Researcher" in body and "API" in body
-    assert "at the pace of the last 7 full days" in body
+    assert "Lasts" in body and "at the pace of the last 7 full days" in body
     assert tenant.project.name in body
 
 

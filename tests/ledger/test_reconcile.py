@@ -128,6 +128,7 @@ def test_held_that_is_not_the_sum_of_open_holds_is_reported(busy_org):
     assert _failed(reconcile()) == {"wallet_held"}
 
 
+@pytest.mark.postgres_only
 def test_available_below_zero_is_reported(busy_org):
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no pending FK checks before ALTER
@@ -205,6 +206,7 @@ def test_unknown_org_is_an_error():
         call_command("reconcile", "--org", "nope")
 
 
+@pytest.mark.postgres_only
 @pytest.mark.parametrize(
     "statement", ["UPDATE {table} SET {column} = {column}", "DELETE FROM {table}"]
 )

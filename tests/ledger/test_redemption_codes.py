@@ -85,7 +85,7 @@ def test_the_page_redeems_and_explains_refusals(client, org):
     assert '<label for="id_code">Code</label>' in html and ">Redeem</button>" in html
 
     ok = client.post(reverse("ledger:topup_redeem"), {"code": code}, follow=True)
-    assert "Code redeemed: 10 RMB added." in ok.content.decode()
+    assert "Code redeemed: ¥10.00 added to your RMB (CNY) wallet." in ok.content.decode()
     again = client.post(reverse("ledger:topup_redeem"), {"code": code})
     assert again.status_code == 400
     assert "already been redeemed" in again.content.decode()

@@ -266,7 +266,7 @@ def test_reversals_show_in_admin_and_on_the_ledger_page(org, paid):
     assert page.status_code == 200
     text = page.content.decode()
     assert "Card refund or dispute" in text
-    assert "-2.5" in text
+    assert "-$2.50" in text  # the one money format: symbol, two decimals
 
 
 @pytest.mark.django_db(transaction=True)

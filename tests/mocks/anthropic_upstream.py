@@ -93,6 +93,7 @@ def sample_input(schema: dict | None) -> dict:
     for name, prop in ((schema or {}).get("properties") or {}).items():
         kind = prop.get("type") if isinstance(prop, dict) else None
         kind = kind[0] if isinstance(kind, list) else kind
+        kind = kind.lower() if isinstance(kind, str) else kind  # Gemini schemas: "STRING"
         out[name] = {"integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}.get(
             kind, "Paris"
         )
@@ -105,8 +106,10 @@ class MockAnthropic(MockServer):
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
         self.cache_read_input_tokens = 0
-        self.cache_creation_input_tokens = 0
+        self.cache_creation_input_tokens = 0  # every cache write, 5-minute and 1-hour
+        self.cache_write_1h_tokens = 0  # the 1-hour part of them (`cache_creation` object)
         self.count_tokens_value = 42
+        self.call_tools = True
 
     @property
     def base_url(self) -> str:
@@ -116,15 +119,24 @@ class MockAnthropic(MockServer):
         with self._lock:
             self.mode, self.script, self.requests = "ok", [], []
             self.cache_read_input_tokens = self.cache_creation_input_tokens = 0
+            self.cache_write_1h_tokens = 0
+            self.call_tools = True
             self.echo_credentials, self.valid_keys = False, None
 
     def _usage(self) -> dict:
-        return {
+        usage = {
             "input_tokens": self.input_tokens,
             "cache_creation_input_tokens": self.cache_creation_input_tokens,
             "cache_read_input_tokens": self.cache_read_input_tokens,
             "output_tokens": self.output_tokens,
         }
+        if self.cache_creation_input_tokens:
+            usage["cache_creation"] = {
+                "ephemeral_5m_input_tokens": self.cache_creation_input_tokens
+                - self.cache_write_1h_tokens,
+                "ephemeral_1h_input_tokens": self.cache_write_1h_tokens,
+            }
+        return usage
 
     def _content(self, body: dict) -> tuple[list[dict], str]:
         """The reply's content blocks and stop_reason."""
@@ -139,7 +151,7 @@ class MockAnthropic(MockServer):
             return [{"type": "text", "text": f"Tool said: {content}"}], "end_turn"
         tools = body.get("tools") or []
         choice = body.get("tool_choice") or {"type": "auto"}
-        if tools and choice.get("type") != "none":
+        if tools and choice.get("type") != "none" and self.call_tools:
             tool = tools[0]
             if choice.get("type") == "tool":
                 tool = next((t for t in tools if t.get("name") == choice.get("name")), tool)
@@ -151,6 +163,11 @@ class MockAnthropic(MockServer):
             }
             return [{"type": "text", "text": "Let me check."}, block], "tool_use"
         text = TEXT
+        fmt = (body.get("output_config") or {}).get("format") or {}
+        if fmt.get("type") == "json_schema":  # structured outputs: JSON that fits the schema
+            return [
+                {"type": "text", "text": json.dumps(sample_input(fmt.get("schema")))}
+            ], "end_turn"
         for stop in body.get("stop_sequences") or ():
             if stop in text:
                 return [{"type": "text", "text": text.split(stop)[0]}], "stop_sequence"

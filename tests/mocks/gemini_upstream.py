@@ -35,6 +35,7 @@ class MockGemini(MockServer):
         self.output_tokens = output_tokens
         self.cached_tokens = 0
         self.thoughts_tokens = 0
+        self.call_tools = True
         self.tool_use_tokens = 0
 
     @property
@@ -44,6 +45,7 @@ class MockGemini(MockServer):
     def reset(self) -> None:
         with self._lock:
             self.mode, self.script, self.requests = "ok", [], []
+            self.call_tools = True
             self.cached_tokens = self.thoughts_tokens = self.tool_use_tokens = 0
 
     def _error(self, status: int, message: str) -> dict:
@@ -80,11 +82,14 @@ class MockGemini(MockServer):
             d for t in body.get("tools") or () for d in t.get("functionDeclarations", ())
         ]
         config = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
-        if declarations and config.get("mode") != "NONE":
+        if declarations and config.get("mode") != "NONE" and self.call_tools:
             allowed = config.get("allowedFunctionNames") or []
             chosen = next((d for d in declarations if d["name"] in allowed), declarations[0])
             call = {"name": chosen["name"], "args": sample_input(chosen.get("parameters"))}
             return [{"text": "Let me check."}, {"functionCall": call}]
+        schema = (body.get("generationConfig") or {}).get("responseSchema")
+        if isinstance(schema, dict):  # structured output: JSON that fits the schema
+            return [{"text": json.dumps(sample_input(schema))}]
         return [{"text": TEXT}]
 
     async def app(self, scope, receive, send):

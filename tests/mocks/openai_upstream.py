@@ -12,6 +12,11 @@ stream_error (an error event after three chunks).
 `echo_credentials = True`: error texts echo the caller's key and Authorization header;
 `valid_keys = {...}`: any other key gets 401 invalid_api_key (probes included).
 A server that refuses connections: `dead_base_url()`.
+
+`/v1/responses` is served too (OpenAI's Responses API, streamed and not), for upstreams
+flagged `responses: true`; a hosted `web_search` tool answers with a `web_search_call` item.
+With `echo_tools = True` (off by default) offered function tools are called, as the Anthropic
+and Gemini mocks do; a `json_schema` format is answered with JSON that fits the schema.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import socket
 import time
 import uuid
 
+from tests.mocks.anthropic_upstream import sample_input
 from tests.mocks.server import MockServer
 
 TEXT = "Hello from the mock upstream, one word at a time."
@@ -48,6 +54,7 @@ class MockOpenAI(MockServer):
         self.slow_delay = 0.02
         self.disconnects = 0
         self.chunks_sent = 0
+        self.echo_tools = False
 
     # --- lifecycle ---------------------------------------------------------------------------
     @property
@@ -59,6 +66,7 @@ class MockOpenAI(MockServer):
             self.mode, self.script, self.requests = "ok", [], []
             self.disconnects = self.chunks_sent = 0
             self.cached_tokens = 0
+            self.echo_tools = False
             self.usage_extra = {}
             self.answer_headers = []
             self.echo_credentials, self.valid_keys = False, None
@@ -155,6 +163,12 @@ class MockOpenAI(MockServer):
             )
         if path.endswith("/embeddings"):
             return await self._json(send, 200, self._embeddings(body))
+        if path.endswith("/responses"):
+            if body.get("stream"):
+                return await self._responses_stream(send, body, mode)
+            if mode == "cut":
+                raise RuntimeError("mock: connection dropped")
+            return await self._json(send, 200, self._response(body, self._output(body)))
         if body.get("stream"):
             return await self._stream(receive, send, body, mode, headers)
         if mode == "cut":
@@ -184,7 +198,34 @@ class MockOpenAI(MockServer):
         usage.update(self.usage_extra)  # e.g. completion_tokens_details, a relay's cost
         return usage
 
+    def _reply(self, body: dict) -> tuple[str, dict | None]:
+        """The chat reply's text, or a tool call when tools are echoed."""
+        messages = body.get("messages") or []
+        last = messages[-1] if messages else {}
+        if self.echo_tools and last.get("role") == "tool":
+            return f"Tool said: {last.get('content')}", None
+        tools = [t for t in body.get("tools") or () if t.get("type") == "function"]
+        if self.echo_tools and tools and body.get("tool_choice") != "none":
+            fn = tools[0]["function"]
+            call = {
+                "id": "call_" + uuid.uuid4().hex[:12],
+                "type": "function",
+                "function": {
+                    "name": fn["name"],
+                    "arguments": json.dumps(sample_input(fn.get("parameters"))),
+                },
+            }
+            return "", call
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_schema":
+            return json.dumps(sample_input((fmt.get("json_schema") or {}).get("schema"))), None
+        return TEXT, None
+
     def _completion(self, body: dict, usage: bool = True) -> dict:
+        text, call = self._reply(body)
+        message = {"role": "assistant", "content": text or None}
+        if call:
+            message["tool_calls"] = [call]
         data = {
             "id": "chatcmpl-" + uuid.uuid4().hex[:12],
             "object": "chat.completion",
@@ -193,14 +234,147 @@ class MockOpenAI(MockServer):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": TEXT},
-                    "finish_reason": "stop",
+                    "message": message,
+                    "finish_reason": "tool_calls" if call else "stop",
                 }
             ],
         }
         if usage:
             data["usage"] = self._usage()
         return data
+
+    # --- /v1/responses ------------------------------------------------------------------------
+    def _output(self, body: dict) -> list[dict]:
+        items = body.get("input")
+        items = (
+            [{"type": "message", "role": "user", "content": items}]
+            if isinstance(items, str)
+            else list(items or [])
+        )
+        tools = body.get("tools") or []
+        output: list[dict] = []
+        if any(t.get("type") == "web_search" for t in tools):
+            output.append(
+                {
+                    "id": "ws_" + uuid.uuid4().hex[:12],
+                    "type": "web_search_call",
+                    "status": "completed",
+                    "action": {"type": "search", "query": "mock query"},
+                }
+            )
+        last = items[-1] if items else {}
+        functions = [t for t in tools if t.get("type") == "function"]
+        fmt = (body.get("text") or {}).get("format") or {}
+        if last.get("type") == "function_call_output":
+            text = f"Tool said: {last.get('output')}"
+        elif self.echo_tools and functions and body.get("tool_choice") != "none":
+            output.append(
+                {
+                    "id": "fc_" + uuid.uuid4().hex[:12],
+                    "type": "function_call",
+                    "status": "completed",
+                    "call_id": "call_" + uuid.uuid4().hex[:12],
+                    "name": functions[0]["name"],
+                    "arguments": json.dumps(sample_input(functions[0].get("parameters"))),
+                }
+            )
+            return output
+        elif fmt.get("type") == "json_schema":
+            text = json.dumps(sample_input(fmt.get("schema")))
+        else:
+            text = TEXT
+        output.append(
+            {
+                "id": "msg_" + uuid.uuid4().hex[:12],
+                "type": "message",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        )
+        return output
+
+    def _response(self, body: dict, output: list[dict], status: str = "completed") -> dict:
+        return {
+            "id": "resp_mock" + uuid.uuid4().hex[:12],
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": status,
+            "model": body.get("model"),
+            "output": output,
+            "usage": {
+                "input_tokens": self.prompt_tokens,
+                "input_tokens_details": {"cached_tokens": self.cached_tokens},
+                "output_tokens": self.completion_tokens,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": self.prompt_tokens + self.completion_tokens,
+            },
+        }
+
+    async def _responses_stream(self, send, body: dict, mode: str) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        seq = 0
+
+        async def emit(kind: str, **fields) -> None:
+            nonlocal seq
+            data = {"type": kind, "sequence_number": seq, **fields}
+            seq += 1
+            payload = f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+            await send({"type": "http.response.body", "body": payload, "more_body": True})
+
+        output = self._output(body)
+        final = self._response(body, output)
+        await emit("response.created", response={**final, "status": "in_progress", "output": []})
+        await emit(
+            "response.in_progress", response={**final, "status": "in_progress", "output": []}
+        )
+        sent = 0
+        for index, item in enumerate(output):
+            if item["type"] != "message":
+                await emit("response.output_item.added", output_index=index, item=item)
+                if item["type"] == "function_call":
+                    await emit(
+                        "response.function_call_arguments.delta",
+                        item_id=item["id"],
+                        output_index=index,
+                        delta=item["arguments"],
+                    )
+                    await emit(
+                        "response.function_call_arguments.done",
+                        item_id=item["id"],
+                        output_index=index,
+                        arguments=item["arguments"],
+                    )
+                await emit("response.output_item.done", output_index=index, item=item)
+                continue
+            text = item["content"][0]["text"]
+            part = {"type": "output_text", "text": "", "annotations": []}
+            common = {"item_id": item["id"], "output_index": index, "content_index": 0}
+            await emit(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "content": []},
+            )
+            await emit("response.content_part.added", **common, part=part)
+            for i, word in enumerate(text.split(" ")):
+                if mode == "cut" and sent == 3:
+                    raise RuntimeError("mock: stream cut")
+                await emit(
+                    "response.output_text.delta", **common, delta=word if i == 0 else " " + word
+                )
+                sent += 1
+                await asyncio.sleep(0)
+            await emit("response.output_text.done", **common, text=text)
+            await emit("response.content_part.done", **common, part={**part, "text": text})
+            await emit("response.output_item.done", output_index=index, item=item)
+        await emit("response.completed", response=final)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _embeddings(self, body: dict) -> dict:
         items = body.get("input")
@@ -262,9 +436,26 @@ class MockOpenAI(MockServer):
             self.chunks_sent += 1
             return True
 
+        text, call = self._reply(body)
         try:
             await emit(chunk({"role": "assistant", "content": ""}))
-            words = TEXT.split(" ")
+            if call:
+                await emit(chunk({"tool_calls": [{"index": 0, **call}]}))
+                await emit(chunk({}, "tool_calls"))
+                await emit(
+                    {
+                        "id": cid,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": self._usage(),
+                    }
+                )
+                await emit(b"[DONE]")
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            words = text.split(" ")
             if mode == "slow":
                 words = [f"w{i}" for i in range(self.slow_chunks)]
             for i, word in enumerate(words):

@@ -35,6 +35,8 @@ def checkout_event(
     topup_id: int,
     payment_status: str = "paid",
     event_id: str | None = None,
+    currency: str = "usd",
+    customer: str | None = None,
     payment_intent: str | None = None,
 ) -> bytes:
     event = {
@@ -49,7 +51,8 @@ def checkout_event(
                 "object": "checkout.session",
                 "mode": "payment",
                 "amount_total": amount_total,
-                "currency": "usd",
+                "currency": currency,
+                "customer": customer,
                 "payment_status": payment_status,
                 "client_reference_id": str(topup_id),
                 "metadata": {"org_id": str(org_id), "topup_id": str(topup_id)},
@@ -148,6 +151,32 @@ class StripeApiServer:
                 server.requests.append(
                     {"path": self.path, "params": params, "auth": self.headers.get("Authorization")}
                 )
+                if self.path == "/v1/payment_intents":
+                    # Off-session charges: `cus_declined` is declined like a real card would be.
+                    if params.get("customer") == "cus_declined":
+                        self._send(
+                            402,
+                            {
+                                "error": {
+                                    "type": "card_error",
+                                    "code": "card_declined",
+                                    "message": "Your card was declined.",
+                                }
+                            },
+                        )
+                        return
+                    self._send(
+                        200,
+                        {
+                            "id": f"pi_test_{next(_ids)}",
+                            "object": "payment_intent",
+                            "amount": int(params.get("amount", 0)),
+                            "currency": params.get("currency"),
+                            "customer": params.get("customer"),
+                            "status": "succeeded",
+                        },
+                    )
+                    return
                 if self.path != "/v1/checkout/sessions":
                     self._send(
                         404, {"error": {"message": "not mocked", "type": "invalid_request_error"}}
@@ -174,6 +203,23 @@ class StripeApiServer:
                         "url": f"https://checkout.stripe.test/pay/{session_id}",
                     },
                 )
+
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                server.requests.append(
+                    {"path": self.path, "params": {}, "auth": self.headers.get("Authorization")}
+                )
+                if self.path.startswith("/v1/payment_methods"):
+                    self._send(
+                        200,
+                        {
+                            "object": "list",
+                            "data": [{"id": "pm_test_card", "object": "payment_method"}],
+                            "has_more": False,
+                            "url": "/v1/payment_methods",
+                        },
+                    )
+                    return
+                self._send(404, {"error": {"message": "not mocked"}})
 
             def _send(self, status: int, data: dict) -> None:
                 raw = json.dumps(data).encode()

@@ -60,8 +60,10 @@ def usage_add(
     status: str = UsageStatus.SETTLED,
     created_at: datetime | None = None,
     researcher_run_id=None,
+    **fields,
 ) -> UsageRecord:
-    """A finished request: settled ones carry a posted usage transaction, failed ones none."""
+    """A finished request: settled ones carry a posted usage transaction, failed ones none.
+    `fields`: any further usage-record columns (e.g. endpoint, dropped)."""
     txn = None
     if status == UsageStatus.SETTLED and Decimal(cost) > 0:
         txn, _ = transaction_post(
@@ -75,6 +77,7 @@ def usage_add(
         )
     record = UsageRecord.objects.create(
         request_id=f"req_{uuid.uuid4().hex[:20]}",
+        **fields,
         org=org,
         project=project,
         api_key=api_key,

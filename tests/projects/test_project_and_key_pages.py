@@ -51,22 +51,26 @@ def test_a_new_key_is_shown_exactly_once(tenant):
         {
             "project": tenant.project.pk,
             "name": "ci",
-            "allowed_models": "gpt-a, gpt-b",
+            "allowed_models": "",
             "allowed_wallets": "RMB,CREDIT",
             "rpm_limit": "60",
             "tpm_limit": "10000",
             "expires_at": "2030-01-01T00:00",
         },
     )
-    assert response.status_code == 200
-    assert response["Cache-Control"] == "no-store"
-    secret = response.context["secret"]
-    body = response.content.decode()
+    assert response.status_code == 302  # post/redirect/get
+    shown = client.get(response["Location"])
+    assert shown["Cache-Control"] == "no-store"
+    secret = shown.context["secret"]
+    body = shown.content.decode()
     assert secret in body and "Copy key" in body and "shown only once" in body
     key = ApiKey.objects.get(key_hash=key_hash(secret))
-    assert key.allowed_models == ["gpt-a", "gpt-b"]
     assert key.allowed_wallets == ["RMB", "CREDIT"]
     assert (key.rpm_limit, key.tpm_limit) == (60, 10000)
+    reloaded = client.get(response["Location"])
+    assert secret not in reloaded.content.decode()
+    assert "shown once, when it was created" in reloaded.content.decode()
+    assert ApiKey.objects.filter(project=tenant.project, name="ci").count() == 1
     for url in (reverse("projects:keys"), reverse("ledger:key_detail", args=[key.pk])):
         assert secret not in client.get(url).content.decode()
 

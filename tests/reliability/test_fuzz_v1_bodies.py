@@ -234,3 +234,63 @@ def test_generation_ids_of_any_text_get_a_404_or_400_never_a_500(fuzz_target, re
 def test_a_nul_character_in_the_model_name_is_a_4xx(fuzz_target, path, body):
     response = fuzz_target.post(path, json=body)
     assert 400 <= response.status_code < 500, response.text
+
+
+items = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.sampled_from(
+                ["message", "function_call", "function_call_output", "reasoning", "x"]
+            )
+            | json_values,
+            "role": roles | st.just("developer"),
+            "content": json_values
+            | st.text()
+            | st.lists(
+                st.fixed_dictionaries(
+                    {"type": st.sampled_from(["input_text", "input_image", "input_file", "y"])},
+                    optional={"text": json_values, "image_url": json_values},
+                ),
+                max_size=2,
+            ),
+            "call_id": json_values,
+            "name": json_values,
+            "arguments": json_values,
+            "output": json_values,
+        },
+    )
+    | json_values,
+    max_size=3,
+)
+RESPONSES = _body(
+    {
+        "model": models,
+        "input": st.text() | items | json_values,
+        "instructions": json_values,
+        "max_output_tokens": max_tokens,
+        "stream": json_values | st.booleans(),
+        "tools": json_values
+        | st.lists(
+            st.fixed_dictionaries(
+                {"type": st.sampled_from(["function", "namespace", "web_search"]) | json_values},
+                optional={"name": json_values, "parameters": json_values, "tools": json_values},
+            ),
+            max_size=2,
+        ),
+        "tool_choice": json_values,
+        "text": json_values | st.fixed_dictionaries({"format": json_values}),
+        "reasoning": json_values,
+        "previous_response_id": json_values,
+        "include": json_values,
+        "store": json_values,
+    },
+    {"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 16},
+)
+
+
+@FUZZ
+@given(body=raw_bodies(RESPONSES))
+def test_responses_bodies_always_get_an_openai_shaped_4xx(fuzz_target, body):
+    client = fuzz_target
+    _assert_openai_error(client.post("/v1/responses", content=body))

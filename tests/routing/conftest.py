@@ -45,13 +45,17 @@ class Gateway:
 
 def _start_gateway(redis_url: str, **extra_env: str):
     db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    db_url = f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    if db["ENGINE"] == "django.db.backends.sqlite3":  # --ds config.settings.test_sqlite
+        db_url = f"sqlite:///{db['NAME']}"
+    else:
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+        db_url = f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     port = _free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "TEST_DATABASE_URL": db_url,
+        "TEST_SQLITE_PATH": db["NAME"],
         "REDIS_URL": redis_url,
         "ROUTING_TABLE_CACHE_SECONDS": "0",
         "ROUTING_RETRY_BACKOFF_SECONDS": "0.01",

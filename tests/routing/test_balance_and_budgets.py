@@ -25,7 +25,8 @@ def test_an_empty_wallet_answers_402_before_the_upstream_is_called(gateway, upst
     assert err.value.status_code == 402
     assert err.value.body["code"] == "insufficient_balance"
     assert upstream.requests == []
-    assert not UsageRecord.objects.exists()
+    record = UsageRecord.objects.get(org=t.org)  # refused, recorded at zero cost
+    assert (record.status, record.cost) == ("failed", 0)
 
 
 def test_an_exhausted_key_budget_answers_402_naming_the_budget(gateway, upstream):
@@ -40,7 +41,7 @@ def test_an_exhausted_key_budget_answers_402_naming_the_budget(gateway, upstream
         )
     assert err.value.status_code == 402
     assert err.value.body["code"] == "budget_exceeded"
-    assert "key month budget in CREDIT" in err.value.body["message"]
+    assert 'monthly Credit (USD) budget of the key "test"' in err.value.body["message"]
     assert upstream.requests == []
 
 
@@ -50,7 +51,9 @@ def test_a_project_budget_is_named_too(gateway, upstream):
     one_route(upstream.base_url)
     with pytest.raises(openai.APIStatusError) as err:
         gateway.client(t.key).chat.completions.create(model="gpt-4o-mini", messages=MSG)
-    assert "project day budget" in err.value.body["message"]
+    assert (
+        f'daily Credit (USD) budget of the project "{t.project.name}"' in err.value.body["message"]
+    )
 
 
 def test_200_concurrent_requests_never_overspend_a_small_budget(gateway, upstream):

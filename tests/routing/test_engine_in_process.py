@@ -113,7 +113,11 @@ def test_model_checks_happen_before_any_money_moves():
     with pytest.raises(GatewayError) as err:
         run(completion_create(ctx=free, body={"model": "other", "messages": MSG}, request_id="r2"))
     assert err.value.status == 404
-    assert not UsageRecord.objects.exists()
+    # No money moved: the refused (403) request is recorded as failed at zero cost, the
+    # unknown model (404) not at all.
+    [refused] = UsageRecord.objects.all()
+    assert (refused.request_id, refused.status, refused.cost) == ("r1", "failed", 0)
+    assert refused.transaction_id is None
 
 
 @override_settings(REDIS_URL="redis://127.0.0.1:1/0")

@@ -146,7 +146,8 @@ def test_rpm_limit_answers_429_with_retry_after(gateway, upstream):
     assert _error(response)["code"] == "rate_limit_rpm"
     assert 1 <= int(response.headers["retry-after"]) <= 60
     assert len(upstream.requests) == 2
-    assert UsageRecord.objects.filter(org=t.org).count() == 2
+    assert UsageRecord.objects.filter(org=t.org, status="settled").count() == 2
+    assert UsageRecord.objects.filter(org=t.org, status="failed", cost=0).count() == 1
 
 
 def test_tpm_limit_answers_429(gateway, upstream):

@@ -20,6 +20,7 @@ from accounts.models import ApiToken, Invitation, Membership
 from accounts.tokens import api_token_create
 from ledger.models import Budget, TopUp
 from ledger.services.budgets import budget_set
+from researcher.models import ResearchRun
 from tests.projects.dashboard_fixtures import *  # noqa: F403
 from tests.projects.dashboard_fixtures import client_for
 
@@ -47,6 +48,8 @@ OBJECT_ARGS = {
     ],
     "ledger:budget_remove": lambda b: [{"budget_id": b.budget.pk}],
     "ledger:topup_test_pay": lambda b: [{"pk": b.topup.pk}],
+    "ledger:topup_receipt": lambda b: [{"pk": b.topup.pk}],
+    "projects:key_created": lambda b: [{"pk": b.key.pk}],
     "projects:edit": lambda b: [{"pk": b.project.pk}],
     "projects:archive": lambda b: [{"pk": b.project.pk}],
     "projects:key_edit": lambda b: [{"pk": b.key.pk}],
@@ -59,6 +62,12 @@ OBJECT_ARGS = {
     "api-budgets-detail": lambda b: [{"pk": b.budget.pk}],
     "api-usage-records-detail": lambda b: [{"request_id": b.record.request_id}],
     "api-transactions-detail": lambda b: [{"pk": b.record.transaction_id}],
+    "researcher:run": lambda b: [{"run_id": b.run.pk}],
+    "researcher:run_status": lambda b: [{"run_id": b.run.pk}],
+    "researcher:run_markdown": lambda b: [{"run_id": b.run.pk}],
+    "researcher:run_cancel": lambda b: [{"run_id": b.run.pk}],
+    "api-research-runs-detail": lambda b: [{"pk": b.run.pk}],
+    "api-research-runs-cancel": lambda b: [{"pk": b.run.pk}],
     "accounts:api_token_revoke": lambda b: [{"token_id": b.api_token.pk}],
     "api-tokens-revoke": lambda b: [{"pk": b.api_token.pk}],
     "api-project-forecast": lambda b: [{"pk": b.project.pk}],
@@ -129,6 +138,15 @@ def victim(other_tenant):
         org=b.org, currency="CREDIT", amount="5", period="month", project=b.project
     )
     b.topup = TopUp.objects.create(org=b.org, currency="CREDIT", amount="10", provider="test")
+    b.run = ResearchRun.objects.create(
+        org=b.org,
+        project=b.project,
+        question="q",
+        tickers=["X"],
+        model="m",
+        budget_currency="CREDIT",
+        budget_amount="1",
+    )
     b.api_token = api_token_create(user=b.users["owner"]).token
     return b
 
@@ -143,6 +161,7 @@ def _state(b) -> dict:
         "invitation": Invitation.objects.filter(pk=b.invitation.pk).exists(),
         "budgets": sorted(Budget.objects.filter(org=b.org).values_list("pk", "amount")),
         "topup": TopUp.objects.get(pk=b.topup.pk).status,
+        "run": ResearchRun.objects.get(pk=b.run.pk).status,
         "api_token": ApiToken.objects.get(pk=b.api_token.pk).revoked_at,
     }
 

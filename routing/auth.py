@@ -150,23 +150,42 @@ async def _check_revocation_version() -> None:
         _seen_version[0] = version
 
 
-def raw_key_from(request) -> str | None:
-    header = request.headers.get("authorization") or ""
+def raw_key_of(authorization: str | None, x_api_key: str | None) -> str | None:
+    header = authorization or ""
     if header[:7].lower() == "bearer ":
         return header[7:].strip() or None
-    return (request.headers.get("x-api-key") or "").strip() or None
+    return (x_api_key or "").strip() or None
 
 
-def _client_ip(request):
+def raw_key_from(request) -> str | None:
+    return raw_key_of(request.headers.get("authorization"), request.headers.get("x-api-key"))
+
+
+def _client_ip(remote_addr: str | None):
     try:
-        return ipaddress.ip_address(request.META.get("REMOTE_ADDR") or "")
+        return ipaddress.ip_address(remote_addr or "")
     except ValueError:
         return None
 
 
+# Where routing.asgi leaves the context it resolved from the headers, before the body was read.
+SCOPE_KEY = "tokenforge.key_context"
+
+
 async def authenticate(request) -> KeyContext:
-    """Resolve the caller's key or raise GatewayError 401/403."""
-    raw = raw_key_from(request)
+    """Resolve the caller's key or raise GatewayError 401/403 (once per request: the ASGI
+    handler already did it from the headers when the request carries a body)."""
+    scope = getattr(request, "scope", None)
+    ctx = scope.get(SCOPE_KEY) if isinstance(scope, dict) else None
+    if ctx is not None:
+        return ctx
+    return await authenticate_key(
+        raw=raw_key_from(request), remote_addr=request.META.get("REMOTE_ADDR")
+    )
+
+
+async def authenticate_key(*, raw: str | None, remote_addr: str | None) -> KeyContext:
+    """The key check itself, from the header values alone (no request object needed)."""
     if not raw:
         raise GatewayError(
             401,
@@ -190,7 +209,7 @@ async def authenticate(request) -> KeyContext:
     if ctx.expires_at is not None and ctx.expires_at <= timezone.now():
         raise GatewayError(401, "This API key has expired.", code="expired_api_key")
     if ctx.ip_networks:
-        ip = _client_ip(request)
+        ip = _client_ip(remote_addr)
         if ip is None or not any(ip in net for net in ctx.ip_networks):
             raise GatewayError(
                 403,

@@ -616,9 +616,9 @@ async def _capture(
     record = _usage_dict(plan, route=held.route, attempts=attempts, usage=usage, error=error)
     shortfall = cost > held.amount
     if shortfall:  # only an upstream's own miscount gets here: the hold bounds the request
-        from ledger.services.safeguards import ANOMALY_SHORTFALL
+        from ledger.services.safeguards import ANOMALY_SHORTFALL, anomaly
 
-        record["anomalies"] = [*record.get("anomalies", ()), ANOMALY_SHORTFALL]
+        record["anomalies"] = [*record.get("anomalies", ()), anomaly(ANOMALY_SHORTFALL)]
     await _ledger_capture(hold_id=held.hold_id, amount=cost, usage=record)
     if shortfall:
         await db_call(

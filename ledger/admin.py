@@ -438,6 +438,21 @@ class HoldAdmin(LedgerReadOnlyAdmin):
     date_hierarchy = "created_at"
 
 
+class AnomalyFilter(admin.SimpleListFilter):
+    """Requests whose reported usage the gateway had to correct (routing/usage_guard.py)."""
+
+    title = "anomalies"
+    parameter_name = "anomalies"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "With anomalies")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(anomalies=[])
+        return queryset
+
+
 @admin.register(UsageRecord)
 class UsageRecordAdmin(LedgerReadOnlyAdmin):
     list_display = (
@@ -471,6 +486,7 @@ class UsageRecordAdmin(LedgerReadOnlyAdmin):
         "status",
         "fallback",
         "stream",
+        AnomalyFilter,
         "created_at",
     )
     search_fields = ("request_id", "model", "upstream", "org__slug")

@@ -18,13 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 
+from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix
 
-from config.middleware import RequestIdMiddleware
+from config.middleware import RequestIdMiddleware, new_request_id
+from routing import edge
 
 GATEWAY_PREFIX = "/v1/"
 
@@ -41,10 +44,19 @@ class GatewayASGIHandler(ASGIHandler):
 
     async def handle(self, scope, receive, send):
         """Django's `ASGIHandler.handle` without the two thread hops (see the module doc);
-        a client that disconnects still cancels the view (which voids or settles its hold)."""
+        a client that disconnects still cancels the view (which voids or settles its hold).
+        Host, size and key are checked from the headers before the body is read (routing.edge)."""
+        send = edge.with_nosniff(send)
+        refusal = await edge.early_refusal(scope)
+        if refusal is not None:
+            await self._refuse(scope, refusal, send)
+            return
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
+            return
+        except edge.BodyTooLarge:
+            await self._refuse(scope, edge.too_large(), send)
             return
         set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(scope, body_file)
@@ -96,6 +108,48 @@ class GatewayASGIHandler(ASGIHandler):
         else:
             response.close()
         body_file.close()
+
+    async def read_body(self, receive):
+        """Django's read_body with a byte count: reading stops as soon as the body grows past
+        PROXY_MAX_BODY_BYTES (chunked bodies have no Content-Length to refuse up front)."""
+        limit = settings.PROXY_MAX_BODY_BYTES
+        body_file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by handle()
+            max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b"
+        )
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body_file.close()
+                raise RequestAborted()
+            chunk = message.get("body") or b""
+            size += len(chunk)
+            if size > limit:
+                body_file.close()
+                raise edge.BodyTooLarge()
+            if chunk:
+                body_file.write(chunk)
+            if not message.get("more_body", False):
+                break
+        body_file.seek(0)
+        return body_file
+
+    async def _refuse(self, scope, err, send) -> None:
+        """An error answer sent without reading the body (the server then closes the
+        connection rather than read the rest)."""
+        from routing.errors import openai_error_response
+
+        if scope["path"].startswith("/v1/messages"):
+            from routing.views_anthropic import anthropic_error_response
+
+            response = anthropic_error_response(err)
+        else:
+            response = openai_error_response(err)
+        response.headers["x-request-id"] = new_request_id()
+        if err.status == 413:
+            response.headers["Connection"] = "close"
+        await self.send_response(response, send)
+        response.close()
 
 
 def with_gateway(site_application):

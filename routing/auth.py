@@ -19,7 +19,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from projects.services import key_hash as hash_key
-from routing import cooldown
 from routing.db import db_call
 from routing.errors import GatewayError
 from routing.redis import async_redis, redis_errors, redis_failed, sync_redis
@@ -137,30 +136,12 @@ def on_key_revoked(key_hash: str) -> None:
             redis_failed(exc, "key revocation")
 
 
-def _route_ids_of(model) -> list[int]:
-    """The routes of `model` when its entry is cached (no query), else none."""
-    if not isinstance(model, str):
-        return []
-    from routing.selectors import model_entry_cached
-
-    hit, entry = model_entry_cached(name=model)
-    return [r.route_id for r in entry.routes] if hit and entry is not None else []
-
-
-async def _check_revocation_version(model=None) -> None:
-    """One round trip: the revocation version and, when the model's routes are known, their
-    cooldown flags for the engine's plan (routing.cooldown.prefetch_store)."""
+async def _check_revocation_version() -> None:
     client = async_redis()
     if client is None:
         return
-    route_ids = _route_ids_of(model)
     try:
-        if route_ids:
-            values = await client.mget([REVOCATION_VERSION_KEY, *cooldown.prefetch_keys(route_ids)])
-            version = values[0]
-            cooldown.prefetch_store(route_ids, values[1:])
-        else:
-            version = await client.get(REVOCATION_VERSION_KEY)
+        version = await client.get(REVOCATION_VERSION_KEY)
     except redis_errors as exc:
         redis_failed(exc, "key revocation")
         return
@@ -169,24 +150,42 @@ async def _check_revocation_version(model=None) -> None:
         _seen_version[0] = version
 
 
-def raw_key_from(request) -> str | None:
-    header = request.headers.get("authorization") or ""
+def raw_key_of(authorization: str | None, x_api_key: str | None) -> str | None:
+    header = authorization or ""
     if header[:7].lower() == "bearer ":
         return header[7:].strip() or None
-    return (request.headers.get("x-api-key") or "").strip() or None
+    return (x_api_key or "").strip() or None
 
 
-def _client_ip(request):
+def raw_key_from(request) -> str | None:
+    return raw_key_of(request.headers.get("authorization"), request.headers.get("x-api-key"))
+
+
+def _client_ip(remote_addr: str | None):
     try:
-        return ipaddress.ip_address(request.META.get("REMOTE_ADDR") or "")
+        return ipaddress.ip_address(remote_addr or "")
     except ValueError:
         return None
 
 
-async def authenticate(request, *, model=None) -> KeyContext:
-    """Resolve the caller's key or raise GatewayError 401/403. `model` (the body's, when the
-    view has parsed it) lets the same Redis round trip read its routes' cooldowns."""
-    raw = raw_key_from(request)
+# Where routing.asgi leaves the context it resolved from the headers, before the body was read.
+SCOPE_KEY = "tokenforge.key_context"
+
+
+async def authenticate(request) -> KeyContext:
+    """Resolve the caller's key or raise GatewayError 401/403 (once per request: the ASGI
+    handler already did it from the headers when the request carries a body)."""
+    scope = getattr(request, "scope", None)
+    ctx = scope.get(SCOPE_KEY) if isinstance(scope, dict) else None
+    if ctx is not None:
+        return ctx
+    return await authenticate_key(
+        raw=raw_key_from(request), remote_addr=request.META.get("REMOTE_ADDR")
+    )
+
+
+async def authenticate_key(*, raw: str | None, remote_addr: str | None) -> KeyContext:
+    """The key check itself, from the header values alone (no request object needed)."""
     if not raw:
         raise GatewayError(
             401,
@@ -194,7 +193,7 @@ async def authenticate(request, *, model=None) -> KeyContext:
             code="invalid_api_key",
         )
     digest = hash_key(raw)
-    await _check_revocation_version(model)
+    await _check_revocation_version()
     now = time.monotonic()
     cached = _cache.get(digest)
     if cached is None or cached[0] < now:
@@ -210,7 +209,7 @@ async def authenticate(request, *, model=None) -> KeyContext:
     if ctx.expires_at is not None and ctx.expires_at <= timezone.now():
         raise GatewayError(401, "This API key has expired.", code="expired_api_key")
     if ctx.ip_networks:
-        ip = _client_ip(request)
+        ip = _client_ip(remote_addr)
         if ip is None or not any(ip in net for net in ctx.ip_networks):
             raise GatewayError(
                 403,

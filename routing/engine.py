@@ -34,9 +34,18 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError
 from django.utils import timezone
 
+from accounts.redaction import redact_secrets
 from ledger.errors import BudgetExceeded, InsufficientBalance, LedgerError
 from ledger.money import to_money
-from routing import cooldown, observability, ratelimit, refusals
+from routing import (
+    cooldown,
+    deadline,
+    observability,
+    probe,
+    ratelimit,
+    refusals,
+    usage_guard,
+)
 from routing.auth import KeyContext
 from routing.db import db_call, pg_fast_path, pg_fetchone
 from routing.errors import GatewayError
@@ -321,6 +330,7 @@ class Plan:
     completion_upper: int
     prompt_estimate: int
     started: float = field(default_factory=time.monotonic)
+    half_open: int | None = None  # the route this request probes (routing.cooldown)
     keeper: _Keeper | None = None
     # What a route could not take (a surface's own fields/tools), for the usage record.
     dropped: Callable[[RouteEntry], list[str]] | None = None
@@ -360,6 +370,11 @@ class CompletionResult:
             "x-tokenforge-cost": format(self.cost, "f"),
             **_dropped_header(self.dropped),
         }
+
+
+def _nul_free(names: list[str]) -> list[str]:
+    """Client-chosen names (dropped fields) without NUL: PostgreSQL text and jsonb refuse it."""
+    return [n.replace("\x00", "") if "\x00" in n else n for n in names]
 
 
 def _dropped_header(dropped: list[str]) -> dict[str, str]:
@@ -428,22 +443,14 @@ async def _plan(
         raise GatewayError(
             503, f"The model '{name}' has no available route.", type="api_error", code="no_route"
         )
-    cooled = await cooldown.cooled_down([r.route_id for r in chain])
+    ordered = chain
+    chain, half_open = await cooldown.breaker_chain(chain, org_id=ctx.org_id, model=name)
+    kept = {r.route_id for r in chain}
     skipped = [
         refusals.skipped_entry(route=r, reason="cooldown", detail="cooling down after failures")
-        for r in chain
-        if r.route_id in cooled
+        for r in ordered
+        if r.route_id not in kept
     ]
-    if cooled:
-        chain = [r for r in chain if r.route_id not in cooled]
-        if not chain:
-            raise GatewayError(
-                503,
-                f"Every route for '{name}' is cooling down after repeated failures; retry shortly.",
-                type="api_error",
-                code="upstreams_cooling_down",
-                headers={"Retry-After": str(settings.ROUTING_COOLDOWN_SECONDS)},
-            )
     completion_upper = 0
     if endpoint != "embeddings":
         # One output limit: the one the hold pays for is the one the upstream is sent.
@@ -486,6 +493,7 @@ async def _plan(
         prompt_upper=prompt_tokens_upper(body),
         completion_upper=completion_upper,
         prompt_estimate=prompt_estimate,
+        half_open=half_open,
         skipped=skipped,
     )
 
@@ -531,7 +539,8 @@ def _usage_dict(
         "price_multiplier": plan.ctx.price_multiplier,
         "baseline_cost": baseline,
         "baseline_wallet": baseline_wallet,
-        "error": error[:2000],
+        "error": redact_secrets(error)[:2000],
+        "anomalies": usage.anomalies,
         "stream": plan.stream,
         "latency_ms": int((time.monotonic() - plan.started) * 1000),
         "cache_write_tokens": usage.cache_write_tokens,
@@ -540,9 +549,11 @@ def _usage_dict(
         "input_audio_tokens": usage.input_audio_tokens,
         "output_audio_tokens": usage.output_audio_tokens,
         "reported_cost": usage.reported_cost,
-        "dropped": plan.dropped(route) if plan.dropped and route is not None else [],
+        "dropped": _nul_free(plan.dropped(route)) if plan.dropped and route is not None else [],
         "skipped": list(plan.skipped),
     }
+    if "\x00" in record["error"]:
+        record["error"] = record["error"].replace("\x00", "")
     if prices is not None:  # every price part used, at this request's size (tier)
         record.update(
             usage_record_prices(prices=prices, multiplier=plan.ctx.price_multiplier, usage=usage)
@@ -605,9 +616,9 @@ async def _capture(
     record = _usage_dict(plan, route=held.route, attempts=attempts, usage=usage, error=error)
     shortfall = cost > held.amount
     if shortfall:  # only an upstream's own miscount gets here: the hold bounds the request
-        from ledger.services.safeguards import ANOMALY_SHORTFALL
+        from ledger.services.safeguards import ANOMALY_SHORTFALL, anomaly
 
-        record["anomalies"] = [*record.get("anomalies", ()), ANOMALY_SHORTFALL]
+        record["anomalies"] = [*record.get("anomalies", ()), anomaly(ANOMALY_SHORTFALL)]
     await _ledger_capture(hold_id=held.hold_id, amount=cost, usage=record)
     if shortfall:
         await db_call(
@@ -639,12 +650,22 @@ async def _void(plan: Plan, held: HeldRoute, attempts: list[dict] | None, error:
     await _ledger_void(hold_id=held.hold_id, usage=usage)
 
 
+def _usage_clamped(plan: Plan, held: HeldRoute, usage: Usage) -> Usage:
+    return usage_guard.usage_clamp(
+        usage=usage,
+        prompt_upper=plan.prompt_upper,
+        completion_upper=plan.completion_upper,
+        request_id=plan.request_id,
+        upstream=held.route.target.name,
+    )
+
+
 def _attempt(route: RouteEntry, status: str, error: str, started: float) -> dict:
     return {
         "upstream": route.target.name,
         "model": route.upstream_model,
         "status": status,
-        "error": error[:300],
+        "error": redact_secrets(error)[:300],
         "latency_ms": int((time.monotonic() - started) * 1000),
     }
 
@@ -727,6 +748,9 @@ _DISABLED_MESSAGE = (
 )
 
 
+_TENANT_STATUSES = (400, 403, 404, 409, 413, 422)
+
+
 def _upstream_gateway_error(exc: UpstreamError | None) -> GatewayError:
     if exc is None:
         return GatewayError(
@@ -735,7 +759,9 @@ def _upstream_gateway_error(exc: UpstreamError | None) -> GatewayError:
             type="api_error",
             code="upstream_unavailable",
         )
-    if exc.status == 504:
+    if exc.tenant and exc.status in _TENANT_STATUSES:
+        status = exc.status  # a refusal of this request: the client sees the upstream's status
+    elif exc.status == 504:
         status = 504
     elif exc.status in (429, 503) or exc.disable:
         status = 503
@@ -743,10 +769,21 @@ def _upstream_gateway_error(exc: UpstreamError | None) -> GatewayError:
         status = 502
     return GatewayError(
         status,
-        f"Every route failed; last error: {_DISABLED_MESSAGE if exc.disable else exc.message}",
-        type="api_error",
+        f"Every route failed; last error: {_client_error_text(exc)}",
+        type=exc.error_type if exc.tenant and exc.error_type else "api_error",
         code="upstream_error",
     )
+
+
+def _client_error_text(exc: UpstreamError) -> str:
+    """What a client may read of an upstream's answer: its status, type and redacted text
+    (UpstreamError redacts at construction); the credentials case only generically."""
+    if exc.disable:
+        return _DISABLED_MESSAGE
+    head = f"upstream answered {exc.status}" if exc.status else "upstream failed"
+    if exc.error_type:
+        head += f" ({exc.error_type})"
+    return f"{head}: {redact_secrets(exc.message)}"
 
 
 # --- the route loop ---------------------------------------------------------------------------
@@ -801,6 +838,16 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                     # see it (disabled_reason), customers only a generic reason.
                     shown = _DISABLED_MESSAGE if exc.disable else exc.message
                     attempts.append(_attempt(route, str(exc.status or "error"), shown, started))
+                    attempts[-1]["type"] = exc.error_type  # the upstream's error type, if any
+                    # The operator's copy: the whole (redacted) text, whatever the client saw.
+                    log.warning(
+                        "upstream %s answered %s (%s) on %s: %s",
+                        route.target.name,
+                        exc.status or "error",
+                        exc.error_type or "-",
+                        plan.request_id,
+                        exc.message,
+                    )
                     _observe(
                         observability.attempt_failed,
                         upstream=route.target.name,
@@ -808,13 +855,30 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                         reason=str(exc.status or "error"),
                     )
                     if exc.disable:
-                        plan.skipped.append(
-                            refusals.skipped_entry(route=route, reason="disabled", detail=shown)
-                        )
-                        await db_call(
-                            _upstream_disable,
-                            upstream_id=route.upstream_id,
-                            reason=f"{exc.status or ''} {exc.message}".strip()[:500],
+                        if await probe.credentials_dead(
+                            target=route.target, model=route.upstream_model, error=exc
+                        ):
+                            plan.skipped.append(
+                                refusals.skipped_entry(route=route, reason="disabled", detail=shown)
+                            )
+                            reason = f"{exc.status or ''} {exc.error_type or ''} {exc.message}"
+                            await db_call(
+                                _upstream_disable,
+                                upstream_id=route.upstream_id,
+                                reason=redact_secrets(" ".join(reason.split()))[:500],
+                            )
+                            break
+                        # The gateway's own probe got through: this answer was about this
+                        # request, not the upstream's credentials.
+                        exc.disable, exc.tenant = False, True
+                        attempts[-1]["error"] = redact_secrets(exc.message)[:300]
+                    if exc.tenant:
+                        # Not confirmed by the gateway's own probe, or a refusal of this
+                        # request: only this organization's breaker counts it.
+                        await cooldown.failure_record(
+                            route.route_id,
+                            org_id=plan.ctx.org_id,
+                            reopen=plan.half_open == route.route_id,
                         )
                         break
                     if not exc.retryable:
@@ -827,12 +891,15 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                         await _void(plan, held, attempts, error=exc.message)
                         held = None
                         raise err from exc
-                    if await cooldown.failure_record(route.route_id):
+                    probing = plan.half_open == route.route_id
+                    if await cooldown.failure_record(route.route_id, reopen=probing):
                         _observe(
                             observability.route_cooled_down,
                             upstream=route.target.name,
                             model=route.upstream_model,
                         )
+                    if probing:
+                        break  # a failed half-open probe re-opens the breaker: no retry
                     if attempt + 1 < tries:
                         delay = settings.ROUTING_RETRY_BACKOFF_SECONDS * (2**attempt)
                         if exc.retry_after:
@@ -850,6 +917,8 @@ async def _route_loop(plan: Plan, call: Callable[[RouteEntry], Awaitable[Any]]):
                     )
                     break
                 attempts.append(_attempt(route, "ok", "", started))
+                if plan.half_open == route.route_id:
+                    await cooldown.success_record(route.route_id, org_id=plan.ctx.org_id)
                 return result, held, attempts
         error = "no upstream answered"
         if last_error is not None:
@@ -977,9 +1046,9 @@ async def _finish_unary(plan: Plan, call, settle_after_response: bool = False) -
     leaves is already charged on disk, whatever crashes next (docs/billing.md). With
     `settle_after_response` only the bookkeeping that moves no money (the key's token rate
     counter) is left for after the response (routing.asgi awaits it)."""
-    result, held, attempts = await _route_loop(plan, call)
+    result, held, attempts = await deadline.first_byte(plan.started, _route_loop(plan, call))
     plan.keeper.stop()
-    usage = result.usage
+    usage = _usage_clamped(plan, held, result.usage)
     capture = _spawn(_capture(plan, held, attempts, usage, count_tokens=not settle_after_response))
     cost = await asyncio.shield(capture)  # the capture completes even if we are cancelled
     settlement = _spawn(_tokens_count(plan, usage)) if settle_after_response else None
@@ -996,7 +1065,7 @@ async def _finish_unary(plan: Plan, call, settle_after_response: bool = False) -
         upstream_model=held.route.upstream_model,
         fallback=len(attempts) > 1,
         settlement=settlement,
-        dropped=plan.dropped(held.route) if plan.dropped else [],
+        dropped=_nul_free(plan.dropped(held.route)) if plan.dropped else [],
     )
 
 
@@ -1067,7 +1136,9 @@ class StreamHandle:
             "x-tokenforge-route": self.held.route.label,
             "x-tokenforge-wallet": self.held.wallet,
             "x-tokenforge-fallback": "true" if len(self.attempts) > 1 else "false",
-            **_dropped_header(self.plan.dropped(self.held.route) if self.plan.dropped else []),
+            **_dropped_header(
+                _nul_free(self.plan.dropped(self.held.route)) if self.plan.dropped else []
+            ),
         }
 
     def _outgoing(self, event: dict) -> dict | None:
@@ -1178,7 +1249,7 @@ class StreamHandle:
             plan, state = self.plan, self.state
             delivered = tokens_estimate("".join(self._delivered))
             if state.usage is not None and (self._completed or state.usage.total_tokens > 0):
-                usage = state.usage
+                usage = _usage_clamped(plan, self.held, state.usage)
             elif delivered == 0 and not self._completed:
                 await _void(
                     plan, self.held, self.attempts, error=self._error or "nothing delivered"
@@ -1298,7 +1369,9 @@ async def _completion_stream(
         return state, first, iterator
 
     try:
-        (state, first, rest), held, attempts = await _route_loop(plan, call)
+        (state, first, rest), held, attempts = await deadline.first_byte(
+            plan.started, _route_loop(plan, call)
+        )
     except BaseException:
         if ctx.api_key_id is not None:
             await _shielded(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+from accounts.redaction import redact_secrets
 from ledger.models import UsageRecord
 from routing.auth import KeyContext
 
@@ -27,7 +28,7 @@ def generation_get(*, org_id: int, request_id: str) -> dict | None:
         "api_key": record.api_key.prefix if record.api_key_id else None,
         "model": record.model,
         "route": {"upstream": record.upstream or None, "model": record.upstream_model or None},
-        "attempts": record.attempts,
+        "attempts": _attempts_shown(record.attempts),
         "fallback": record.fallback,
         "wallet": record.wallet or None,
         "usage": {
@@ -52,12 +53,23 @@ def generation_get(*, org_id: int, request_id: str) -> dict | None:
             "parts": {k: v for k, v in (record.price_parts or {}).items() if k != "upstream_cost"},
         },
         "status": record.status,
-        "error": record.error or None,
+        "error": redact_secrets(record.error) or None,
         "stream": record.stream,
         "latency_ms": record.latency_ms,
         "researcher_run": str(record.researcher_run_id) if record.researcher_run_id else None,
         "created_at": record.created_at.isoformat(),
     }
+
+
+def _attempts_shown(attempts) -> list:
+    """Attempts as a client may see them: error text redacted (older records were stored
+    before redaction)."""
+    shown = []
+    for attempt in attempts or ():
+        if isinstance(attempt, dict) and attempt.get("error"):
+            attempt = {**attempt, "error": redact_secrets(str(attempt["error"]))}
+        shown.append(attempt)
+    return shown
 
 
 def _plain(value):

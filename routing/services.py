@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.audit import audit_record
+from accounts.redaction import redact_secrets
 from ledger.money import Currency, to_money
 from routing.models import Model, ProviderKind, Route, Upstream
 from routing.selectors import routing_cache_clear
@@ -329,6 +330,7 @@ def routing_export_yaml() -> str:
 
 def _upstream_set_enabled(upstream: Upstream, enabled: bool, reason: str, actor: Any) -> None:
     upstream.enabled = enabled
+    reason = redact_secrets(reason)  # upstreams echo their keys in error text
     upstream.disabled_reason = "" if enabled else reason[:1000]
     upstream.disabled_at = None if enabled else timezone.now()
     upstream.save(update_fields=["enabled", "disabled_reason", "disabled_at", "updated_at"])

@@ -39,7 +39,25 @@ def body_parse(request) -> dict:
         raise bad_request(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(data, dict):
         raise bad_request("Request body must be a JSON object.", code="invalid_json")
+    depth_check(data, limit=settings.PROXY_MAX_JSON_DEPTH)
     return data
+
+
+def depth_check(data, *, limit: int) -> None:
+    """400 when containers nest deeper than `limit`: deep JSON crashed the encoder, the
+    pricing walk and the token estimator (RecursionError) after the hold was placed.
+    Iterative, so the check itself cannot recurse; strings and numbers cost nothing."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            raise bad_request(
+                f"Request body nests deeper than {limit} levels.", code="nesting_too_deep"
+            )
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, dict | list) and child:
+                stack.append((child, depth + 1))
 
 
 def _int_in(body: dict, name: str, low: int, high: int) -> None:
@@ -103,6 +121,7 @@ def chat_validate(body: dict) -> None:
             raise bad_request(f"'{name}' must be a number.", param=name, code="invalid_type")
     if "tools" in body and body["tools"] is not None and not isinstance(body["tools"], list):
         raise bad_request("'tools' must be an array.", param="tools", code="invalid_type")
+    chat_shapes_validate(body)
 
 
 def embeddings_validate(body: dict) -> None:
@@ -128,3 +147,123 @@ def embeddings_validate(body: dict) -> None:
             param="input",
             code="invalid_type",
         )
+
+
+# --- block shapes: what the translators and estimators may rely on -------------------------
+
+
+def _shape_error(param: str, what: str):
+    return bad_request(f"'{param}' must be {what}.", param=param, code="invalid_type")
+
+
+def _optional(value, types, param: str, what: str) -> None:
+    if value is not None and not isinstance(value, types):
+        raise _shape_error(param, what)
+
+
+def _function_tools(tools, param: str = "tools") -> None:
+    if not isinstance(tools, list):
+        return
+    for i, tool in enumerate(tools):
+        where = f"{param}[{i}]"
+        if not isinstance(tool, dict):
+            raise _shape_error(where, "an object")
+        fn = tool.get("function")
+        _optional(fn, dict, f"{where}.function", "an object")
+        if isinstance(fn, dict):
+            _optional(fn.get("name"), str, f"{where}.function.name", "a string")
+            _optional(fn.get("parameters"), dict, f"{where}.function.parameters", "an object")
+        _optional(tool.get("input_schema"), dict, f"{where}.input_schema", "an object")
+        _optional(tool.get("name"), str, f"{where}.name", "a string")
+
+
+def chat_shapes_validate(body: dict) -> None:
+    """Inner shapes of a chat request (parts, tool calls, tools, stop): 400, never a crash."""
+    for i, message in enumerate(body.get("messages") or ()):
+        where = f"messages[{i}]"
+        content = message.get("content")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                pwhere = f"{where}.content[{j}]"
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                    raise _shape_error(pwhere, "an object with a string 'type'")
+                _optional(part.get("text"), str, f"{pwhere}.text", "a string")
+                image = part.get("image_url")
+                if image is not None and not (
+                    isinstance(image, str)
+                    or (isinstance(image, dict) and isinstance(image.get("url"), str))
+                ):
+                    raise _shape_error(f"{pwhere}.image_url", "an object with a string 'url'")
+                for name in ("input_audio", "file"):
+                    _optional(part.get(name), dict, f"{pwhere}.{name}", "an object")
+        calls = message.get("tool_calls")
+        _optional(calls, list, f"{where}.tool_calls", "an array")
+        for j, call in enumerate(calls or ()):
+            cwhere = f"{where}.tool_calls[{j}]"
+            if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+                raise _shape_error(cwhere, "an object with a 'function' object")
+            _optional(call["function"].get("name"), str, f"{cwhere}.function.name", "a string")
+            _optional(
+                call["function"].get("arguments"),
+                str | dict,
+                f"{cwhere}.function.arguments",
+                "a string",
+            )
+        for name in ("name", "tool_call_id"):
+            _optional(message.get(name), str, f"{where}.{name}", "a string")
+    _function_tools(body.get("tools"))
+    _optional(body.get("functions"), list, "functions", "an array")
+    _function_tools(body.get("functions"), "functions")
+    stop = body.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(x, str) for x in stop))
+    ):
+        raise _shape_error("stop", "a string or an array of strings")
+    _optional(body.get("reasoning_effort"), str, "reasoning_effort", "a string")
+    _optional(body.get("tool_choice"), str | dict, "tool_choice", "a string or an object")
+    _optional(body.get("response_format"), dict, "response_format", "an object")
+
+
+_SOURCE_BLOCKS = ("image", "document")
+
+
+def messages_blocks_validate(body: dict) -> None:
+    """Inner shapes of a Messages request: an image whose `source` is a string or a
+    tool_result whose `content` is a number crashed the translator (500); now 400."""
+    for i, message in enumerate(body.get("messages") or ()):
+        content = message.get("content")
+        if isinstance(content, list):
+            _blocks(content, f"messages.{i}.content")
+    system = body.get("system")
+    if isinstance(system, list):
+        for j, block in enumerate(system):
+            if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                raise _shape_error(f"system.{j}", "an object with a string 'type'")
+            _optional(block.get("text"), str, f"system.{j}.text", "a string")
+    _function_tools(body.get("tools"))
+    _optional(body.get("tool_choice"), dict, "tool_choice", "an object")
+    _optional(body.get("thinking"), dict, "thinking", "an object")
+    _optional(body.get("metadata"), dict, "metadata", "an object")
+
+
+def _blocks(blocks: list, where: str) -> None:
+    for j, block in enumerate(blocks):
+        bwhere = f"{where}.{j}"
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise _shape_error(bwhere, "an object with a string 'type'")
+        kind = block["type"]
+        _optional(block.get("text"), str, f"{bwhere}.text", "a string")
+        _optional(block.get("thinking"), str, f"{bwhere}.thinking", "a string")
+        if kind in _SOURCE_BLOCKS and not isinstance(block.get("source"), dict):
+            raise _shape_error(f"{bwhere}.source", "an object")
+        if kind == "tool_use":
+            _optional(block.get("input"), dict, f"{bwhere}.input", "an object")
+            _optional(block.get("name"), str, f"{bwhere}.name", "a string")
+            _optional(block.get("id"), str, f"{bwhere}.id", "a string")
+        if kind == "tool_result":
+            _optional(block.get("tool_use_id"), str, f"{bwhere}.tool_use_id", "a string")
+            inner = block.get("content")
+            if inner is not None and not isinstance(inner, str | list):
+                raise _shape_error(f"{bwhere}.content", "a string or an array of blocks")
+            if isinstance(inner, list):
+                _blocks(inner, f"{bwhere}.content")

@@ -31,7 +31,7 @@ _gateway_error_from = gateway_error_from  # the name views_anthropic used to imp
 class ChatCompletionsView(GatewayView):
     async def post(self, request):
         body = body_parse(request)
-        ctx = await authenticate(request, model=body.get("model"))
+        ctx = await authenticate(request)
         chat_validate(body)
         request_id = request.request_id
         if body.get("stream"):
@@ -49,7 +49,7 @@ class ChatCompletionsView(GatewayView):
 class EmbeddingsView(GatewayView):
     async def post(self, request):
         body = body_parse(request)
-        ctx = await authenticate(request, model=body.get("model"))
+        ctx = await authenticate(request)
         embeddings_validate(body)
         result = await engine.embeddings_create(
             ctx=ctx,

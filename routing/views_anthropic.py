@@ -21,7 +21,7 @@ from routing.providers.base import UnsupportedFeature, UpstreamError
 from routing.selectors import RouteEntry, model_entry_cached, model_entry_get
 from routing.translate.openai_anthropic import messages_dropped
 from routing.translate.tokens import estimate_tokens_anthropic
-from routing.validation import MAX_TOKENS_LIMIT
+from routing.validation import MAX_TOKENS_LIMIT, messages_blocks_validate
 from routing.views_base import (  # noqa: F401 - some re-exported: older imports name them here
     ANTHROPIC_ERROR_TYPES,
     AnthropicView,
@@ -87,6 +87,7 @@ def messages_validate(body: dict, *, count_only: bool = False) -> None:
         raise bad_request("system: a string or an array of text blocks is required.")
     if body.get("tools") is not None and not isinstance(body["tools"], list):
         raise bad_request("tools: an array is required.", param="tools")
+    messages_blocks_validate(body)
     if count_only:
         return
     max_tokens = body.get("max_tokens")

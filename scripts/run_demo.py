@@ -86,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
                 port,
                 "--lifespan",
                 "off",
+                # Forwarded headers only from the proxies listed (docs/scaling.md).
+                *(
+                    ["--forwarded-allow-ips", os.environ["FORWARDED_ALLOW_IPS"]]
+                    if os.environ.get("FORWARDED_ALLOW_IPS", "").strip()
+                    else ["--no-proxy-headers"]
+                ),
             ],
             cwd=ROOT,
             env=env,

@@ -30,13 +30,21 @@ def main() -> None:
     # Non-streamed requests commit their capture right after the response is sent, inside the
     # same request (docs/billing.md): the client does not wait for the commit.
     os.environ.setdefault("ROUTING_SETTLE_AFTER_RESPONSE", "true")
+    # X-Forwarded-For/-Proto are trusted only from the proxies listed (docs/scaling.md); by
+    # default from none, so a client cannot choose the address the IP allow-list sees.
+    forwarded = os.environ.get("FORWARDED_ALLOW_IPS", "").strip()
+    from config.server import http_protocol
+
     uvicorn.run(
         "config.asgi:application",
         host=args.host,
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools with a bound on slow request headers (config/server.py).
+        http=http_protocol("httptools"),
+        proxy_headers=bool(forwarded),
+        forwarded_allow_ips=forwarded or None,
         lifespan="off",
         access_log=False,
         timeout_keep_alive=30,

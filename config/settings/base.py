@@ -186,8 +186,23 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = PROXY_MAX_BODY_BYTES
 ROUTING_COOLDOWN_FAILURES = env.int("ROUTING_COOLDOWN_FAILURES", default=3)
 ROUTING_COOLDOWN_WINDOW_SECONDS = env.int("ROUTING_COOLDOWN_WINDOW_SECONDS", default=60)
 ROUTING_COOLDOWN_SECONDS = env.int("ROUTING_COOLDOWN_SECONDS", default=30)
+# Half-open breaker: after a failed probe, the next probe waits this long (routing/cooldown.py).
+ROUTING_COOLDOWN_PROBE_INTERVAL_SECONDS = env.int(
+    "ROUTING_COOLDOWN_PROBE_INTERVAL_SECONDS", default=2
+)
 ROUTING_RETRIES = env.int("ROUTING_RETRIES", default=1)  # extra tries per route before fallback
 ROUTING_RETRY_BACKOFF_SECONDS = env.float("ROUTING_RETRY_BACKOFF_SECONDS", default=0.2)
+# One deadline across every attempt of a request, until its first byte (routing/deadline.py).
+ROUTING_FIRST_BYTE_DEADLINE_SECONDS = env.float("ROUTING_FIRST_BYTE_DEADLINE_SECONDS", default=120)
+# Reported usage is clamped to what the hold allowed plus this many tokens (routing/usage_guard.py).
+ROUTING_USAGE_SLACK_TOKENS = env.int("ROUTING_USAGE_SLACK_TOKENS", default=1_000_000)
+# JSON nested deeper than this is refused with 400 at parse time (routing/validation.py).
+PROXY_MAX_JSON_DEPTH = env.int("PROXY_MAX_JSON_DEPTH", default=64)
+# Proxies whose X-Forwarded-For / -Proto are trusted (comma-separated IPs or CIDRs, `*` for
+# any); empty: none, the peer address is the client's (docs/scaling.md, scripts/serve.py).
+FORWARDED_ALLOW_IPS = env("FORWARDED_ALLOW_IPS", default="")
+# A connection must finish sending its request headers within this many seconds.
+HEADER_READ_TIMEOUT_SECONDS = env.float("HEADER_READ_TIMEOUT_SECONDS", default=10)
 ROUTING_DEFAULT_MAX_OUTPUT_TOKENS = env.int("ROUTING_DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
 ROUTING_KEY_CACHE_SECONDS = env.int("ROUTING_KEY_CACHE_SECONDS", default=30)
 ROUTING_TABLE_CACHE_SECONDS = env.int("ROUTING_TABLE_CACHE_SECONDS", default=5)
@@ -355,9 +370,11 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "routing.observability.JsonFormatter"},
     },
+    # Every line passes through the redaction filter: upstreams echo keys in their errors.
+    "filters": {"redact": {"()": "accounts.redaction.RedactingFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-        "json": {"class": "logging.StreamHandler", "formatter": "json"},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+        "json": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["redact"]},
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {

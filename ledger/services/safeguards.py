@@ -89,9 +89,15 @@ def hold_checkpoint(
     return Hold.objects.filter(pk=hold_id, status=HoldStatus.PENDING).update(**values) == 1
 
 
+def anomaly(kind: str) -> dict[str, str]:
+    """One entry of `UsageRecord.anomalies`: always an object with a `kind` (the usage clamp
+    adds `field`, `reported` and `used`)."""
+    return {"kind": kind}
+
+
 def _with_anomaly(usage: dict[str, Any], *names: str) -> dict[str, Any]:
     anomalies = list(usage.get("anomalies") or [])
-    anomalies += [name for name in names if name not in anomalies]
+    anomalies += [anomaly(name) for name in names if anomaly(name) not in anomalies]
     return {**usage, "anomalies": anomalies}
 
 

@@ -16,6 +16,7 @@ from routing.providers.base import (
     UpstreamError,
     UpstreamTarget,
     Usage,
+    about_the_key,
     malformed_error,
     post_json,
     retry_after_of,
@@ -34,7 +35,9 @@ FORWARDED = ("anthropic-version", "anthropic-beta", "x-claude-code-session-id")
 
 def error_from_response(status: int, content: bytes, response: httpx.Response) -> UpstreamError:
     """`{"type": "error", "error": {"type", "message"}}` -> UpstreamError. 429, 5xx and 529
-    (overloaded) are retryable; 401/403 and an exhausted credit balance disable the upstream."""
+    (overloaded) are retryable; 401, an authentication_error, a permission_error about the key
+    and an exhausted credit balance disable the upstream (once a probe confirms it); any other
+    403 is about this request and cools the route down for its organization only."""
     message, error_type = f"upstream answered HTTP {status}", None
     try:
         data = orjson.loads(content)
@@ -44,9 +47,16 @@ def error_from_response(status: int, content: bytes, response: httpx.Response) -
             error_type = err.get("type")
     except orjson.JSONDecodeError:
         pass
-    if status in (401, 403) or "credit balance is too low" in message.lower():
+    about_key = error_type == "authentication_error" or (
+        error_type == "permission_error" and about_the_key(message)
+    )
+    if status == 401 or about_key or "credit balance is too low" in message.lower():
         return UpstreamError(
             message, status=status, disable=True, error_type=error_type or "authentication_error"
+        )
+    if status == 403:  # a permission_error about this request, not about the key
+        return UpstreamError(
+            message, status=status, tenant=True, error_type=error_type or "permission_error"
         )
     retryable = status in (408, 409, 429) or status >= 500
     return UpstreamError(

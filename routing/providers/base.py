@@ -13,12 +13,17 @@ The final usage is reported through the `StreamState` the caller passes in, neve
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import httpx
 import orjson
+
+from accounts.redaction import redact_secrets
+
+_SAFE_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
 
 
 @dataclass(slots=True)
@@ -35,6 +40,8 @@ class Usage:
     output_audio_tokens: int = 0
     # What the upstream said the request cost (OpenRouter-style usage.cost, a cost header).
     reported_cost: Decimal | None = None
+    # What the gateway corrected in the reported usage (routing.usage_guard).
+    anomalies: list = field(default_factory=list)
 
     @property
     def total_tokens(self) -> int:
@@ -57,8 +64,12 @@ class UpstreamTarget:
 class UpstreamError(Exception):
     """An upstream failed. `retryable`: try again / fall back (connect errors, timeouts,
     408, 429, 5xx, Anthropic 529). `disable`: the upstream's credentials or quota are dead
-    (401, 403, insufficient_quota) — disable it until an operator re-enables it.
-    Non-retryable 4xx are returned to the client as they are (`status`, `message`, `error_type`).
+    (401, invalid_api_key, insufficient_quota), once a probe confirms it (routing.probe).
+    `tenant`: the answer is about this request (e.g. a 403 content or policy refusal): the
+    route cools down for the caller's organization only, and the next route may serve it.
+    Non-retryable 4xx are returned to the client with `status`, `error_type` and `message`.
+    The message is redacted at construction (upstreams echo keys in errors), and the type
+    is kept only when it looks like an identifier.
     """
 
     def __init__(
@@ -70,14 +81,32 @@ class UpstreamError(Exception):
         disable: bool = False,
         error_type: str | None = None,
         retry_after: float | None = None,
+        tenant: bool = False,
     ) -> None:
+        message = redact_secrets(str(message))
         super().__init__(message)
         self.message = message
         self.status = status
         self.retryable = retryable
         self.disable = disable
-        self.error_type = error_type
+        self.error_type = (
+            error_type if isinstance(error_type, str) and _SAFE_TYPE.match(error_type) else None
+        )
         self.retry_after = retry_after
+        self.tenant = tenant
+
+
+_ABOUT_THE_KEY = re.compile(
+    r"(?i)api[ _-]?key|credential|authenticat|unauthori[sz]ed|access token|suspended|"
+    r"billing|credit balance|quota|unregistered caller|(?:organization|account|project)\b.{0,40}\b"
+    r"(?:disabled|deactivated|deleted|not (?:been )?(?:used|enabled))"
+)
+
+
+def about_the_key(message: str) -> bool:
+    """Does an upstream's 403 talk about its own credentials, account or quota (rather than
+    about this request's content)? Only then may it disable the upstream (after a probe)."""
+    return bool(_ABOUT_THE_KEY.search(message or ""))
 
 
 def retry_after_of(response: httpx.Response) -> float | None:

@@ -16,6 +16,7 @@ from routing.providers.base import (
     Provider,
     UpstreamError,
     UpstreamTarget,
+    about_the_key,
     malformed_error,
     post_json,
     retry_after_of,
@@ -40,8 +41,15 @@ def error_from_response(status: int, content: bytes, response: httpx.Response) -
             kind = err.get("status")
     except orjson.JSONDecodeError:
         pass
-    if status in (401, 403) or kind in DISABLING_STATUSES or "api key not valid" in message.lower():
+    about_key = about_the_key(message) or "api key not valid" in message.lower()
+    if (
+        status == 401
+        or kind == "UNAUTHENTICATED"
+        or ((status == 403 or kind in DISABLING_STATUSES or status == 400) and about_key)
+    ):
         return UpstreamError(message, status=status, disable=True, error_type=kind)
+    if status == 403 or kind == "PERMISSION_DENIED":  # about this request, not the key
+        return UpstreamError(message, status=status, tenant=True, error_type=kind)
     retryable = status in (408, 409, 429) or status >= 500
     return UpstreamError(
         message,

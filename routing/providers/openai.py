@@ -91,10 +91,17 @@ def error_from_response(status: int, content: bytes, response: httpx.Response) -
             code = err.get("code")
     except orjson.JSONDecodeError:
         pass
-    quota = "insufficient_quota" in (str(code), str(error_type))
-    if status in (401, 403) or quota:
+    credentials = {"invalid_api_key", "insufficient_quota"} & {str(code), str(error_type)}
+    if status == 401 or credentials:
         return UpstreamError(
-            message, status=status, disable=True, error_type=error_type or "insufficient_quota"
+            message,
+            status=status,
+            disable=True,
+            error_type=error_type or (credentials.pop() if credentials else "authentication_error"),
+        )
+    if status == 403:  # a refusal of this request (content, policy, region): not the key's
+        return UpstreamError(
+            message, status=status, tenant=True, error_type=error_type or "permission_error"
         )
     retryable = status in (408, 409, 425, 429) or status >= 500
     return UpstreamError(

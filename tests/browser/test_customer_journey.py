@@ -15,15 +15,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from django.db import connection
+
+from tests.browser.uvicorn_site import uvicorn_site
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -47,12 +46,6 @@ CODES = (
     "print(json.dumps([c(name='welcome', currency='RMB', amount='50', count=1)[1][0], "
     "c(name='welcome', currency='CREDIT', amount='5', count=1)[1][0]]))"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _manage(env: dict, *args: str) -> str:
@@ -99,23 +92,7 @@ def site(request, tmp_path, transactional_db):
     _manage(env, "apply_routing", str(routing_file))
     plain_key = _manage(env, "create_key", "--org", slug, "--project", "backend", "--name", "ok")
     codes = json.loads(_manage(env, "shell", "-c", CODES))
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
-        + ["--port", str(port), "--log-level", "warning"],
-        cwd=ROOT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code in (200, 503):
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("uvicorn did not start")
+    with uvicorn_site(env) as url:
         yield {
             "kind": request.param,
             "url": url,
@@ -123,12 +100,6 @@ def site(request, tmp_path, transactional_db):
             "codes": codes,
             "key": plain_key,
         }
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 @pytest.fixture

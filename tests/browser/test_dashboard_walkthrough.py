@@ -11,16 +11,13 @@ the built-in demo provider, so no network is needed.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 from django.db import connection
+
+from tests.browser.uvicorn_site import uvicorn_site
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -38,12 +35,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def live_server_url(transactional_db):
     """uvicorn on the test database; DEBUG on so it serves the static files (Chart.js)."""
@@ -52,46 +43,14 @@ def live_server_url(transactional_db):
         f"postgres://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}:"
         f"{settings['PORT'] or 5432}/{settings['NAME']}"
     )
-    port = _free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "TEST_DATABASE_URL": database_url,
         "DEBUG": "true",
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code in (200, 503):
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("uvicorn did not start")
+    with uvicorn_site(env) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 @pytest.fixture

@@ -5,15 +5,12 @@ it, the demo upstream answers), and sees the report, the figures and the price c
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from django.db import connection
 
+from tests.browser.uvicorn_site import uvicorn_site
 from tests.researcher.conftest import QUEUE, worker_start
 from tests.researcher.demo_data import DEMO_CSV
 
@@ -24,14 +21,6 @@ SHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 PASSWORD = "a long and good password 42"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -79,7 +68,6 @@ def site(member):
         QUEUE
     )
     db = connection.settings_dict
-    port = _free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.researcher.worker_settings",
@@ -89,41 +77,12 @@ def site(member):
         "DEBUG": "true",
         "RESEARCHER_LEASE_SECONDS": "30",
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
     worker = worker_start(RESEARCHER_LEASE_SECONDS="30")
-    url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(150):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code in (200, 503):
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("uvicorn did not start")
-        yield url
+        with uvicorn_site(env) as url:
+            yield url
     finally:
         worker.stop()
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def test_a_member_starts_a_run_watches_it_finish_and_reads_the_report(site):

@@ -6,6 +6,7 @@
     # or per route: an upstream model named "fault-<mode>" always behaves so
     upstream.stop()
 
+`echo_credentials` / `valid_keys`: see tests/mocks/server.py.
 Modes: ok, 429, 500, 529 (overloaded_error), 401, 403, 400, cut (stream cut mid-way;
 non-stream: connection dropped), stream_error (an `error` event mid-stream).
 Tools are echoed: when the request offers tools (and tool_choice is not "none") and the last
@@ -102,6 +103,7 @@ def sample_input(schema: dict | None) -> dict:
 class MockAnthropic(MockServer):
     def __init__(self, *, input_tokens: int = 21, output_tokens: int = 11):
         super().__init__()
+        self._usage_defaults = (input_tokens, output_tokens)
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
         self.cache_read_input_tokens = 0
@@ -120,6 +122,8 @@ class MockAnthropic(MockServer):
             self.cache_read_input_tokens = self.cache_creation_input_tokens = 0
             self.cache_write_1h_tokens = 0
             self.call_tools = True
+            self.input_tokens, self.output_tokens = self._usage_defaults
+            self.echo_credentials, self.valid_keys = False, None
 
     def _usage(self) -> dict:
         usage = {
@@ -181,6 +185,10 @@ class MockAnthropic(MockServer):
             "Bearer "
         ):
             return await self._json(send, 401, self._error(401, "x-api-key header is required"))
+        if self.key_refused(headers):
+            return await self._json(
+                send, 401, self._error(401, self.error_text("invalid x-api-key", headers))
+            )
         if path == "/v1/messages/count_tokens":
             return await self._json(send, 200, {"input_tokens": self.count_tokens_value})
         if path != "/v1/messages":
@@ -191,7 +199,8 @@ class MockAnthropic(MockServer):
         if mode.isdigit():
             status = int(mode)
             extra = [(b"retry-after", b"0")] if status == 429 else []
-            return await self._json(send, status, self._error(status, f"mock {status}"), extra)
+            message = self.error_text(f"mock {status}", headers)
+            return await self._json(send, status, self._error(status, message), extra)
         if body.get("stream"):
             return await self._stream(send, body, mode)
         if mode == "cut":

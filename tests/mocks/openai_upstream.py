@@ -7,7 +7,10 @@
     upstream.stop()
 
 Modes: ok, hang, 429, 500, 503, 401, 403, 400, insufficient_quota, malformed, cut (stream
-cut mid-way; non-stream: connection dropped), no_usage, slow (a long slow stream).
+cut mid-way; non-stream: connection dropped), no_usage, slow (a long slow stream),
+stream_error (an error event after three chunks).
+`echo_credentials = True`: error texts echo the caller's key and Authorization header;
+`valid_keys = {...}`: any other key gets 401 invalid_api_key (probes included).
 A server that refuses connections: `dead_base_url()`.
 
 `/v1/responses` is served too (OpenAI's Responses API, streamed and not), for upstreams
@@ -41,6 +44,7 @@ def dead_base_url() -> str:
 class MockOpenAI(MockServer):
     def __init__(self, *, mode: str = "ok", prompt_tokens: int = 12, completion_tokens: int = 9):
         super().__init__(mode=mode)
+        self._usage_defaults = (prompt_tokens, completion_tokens)
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         self.cached_tokens = 0
@@ -66,6 +70,10 @@ class MockOpenAI(MockServer):
             self.echo_tools = False
             self.usage_extra = {}
             self.answer_headers = []
+            # every knob a test may turn goes back to its default: fixtures share the server
+            self.prompt_tokens, self.completion_tokens = self._usage_defaults
+            self.hang_seconds, self.slow_chunks, self.slow_delay = 30.0, 400, 0.02
+            self.echo_credentials, self.valid_keys = False, None
 
     def _mode_for(self, body: dict) -> str:
         return super()._mode_for(str(body.get("model") or ""))
@@ -88,6 +96,23 @@ class MockOpenAI(MockServer):
         path = scope["path"]
         with self._lock:
             self.requests.append({"path": path, "headers": headers, "body": body})
+        if self.key_refused(headers):
+            return await self._json(
+                send,
+                401,
+                {
+                    "error": {
+                        "message": self.error_text("mock 401", headers),
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                        "param": None,
+                    }
+                },
+            )
+        if scope["method"] == "GET" and path.endswith("/models"):
+            return await self._json(
+                send, 200, {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]}
+            )
         mode = self._mode_for(body)
         if mode == "hang":
             await asyncio.sleep(self.hang_seconds)
@@ -105,7 +130,14 @@ class MockOpenAI(MockServer):
             return await self._json(
                 send,
                 status,
-                {"error": {"message": f"mock {status}", "type": kind, "code": code, "param": None}},
+                {
+                    "error": {
+                        "message": self.error_text(f"mock {status}", headers),
+                        "type": kind,
+                        "code": code,
+                        "param": None,
+                    }
+                },
                 extra,
             )
         if mode == "insufficient_quota":
@@ -114,7 +146,7 @@ class MockOpenAI(MockServer):
                 429,
                 {
                     "error": {
-                        "message": "You exceeded your current quota.",
+                        "message": self.error_text("You exceeded your current quota.", headers),
                         "type": "insufficient_quota",
                         "code": "insufficient_quota",
                         "param": None,
@@ -141,7 +173,7 @@ class MockOpenAI(MockServer):
                 raise RuntimeError("mock: connection dropped")
             return await self._json(send, 200, self._response(body, self._output(body)))
         if body.get("stream"):
-            return await self._stream(receive, send, body, mode)
+            return await self._stream(receive, send, body, mode, headers)
         if mode == "cut":
             raise RuntimeError("mock: connection dropped")
         return await self._json(
@@ -360,7 +392,7 @@ class MockOpenAI(MockServer):
             "usage": {"prompt_tokens": self.prompt_tokens, "total_tokens": self.prompt_tokens},
         }
 
-    async def _stream(self, receive, send, body: dict, mode: str) -> None:
+    async def _stream(self, receive, send, body: dict, mode: str, headers=None) -> None:
         disconnected = asyncio.Event()
 
         async def watch():
@@ -432,6 +464,11 @@ class MockOpenAI(MockServer):
             for i, word in enumerate(words):
                 if mode == "cut" and i == 3:
                     raise RuntimeError("mock: stream cut")
+                if mode == "stream_error" and i == 3:
+                    message = self.error_text("mock stream error", headers or {})
+                    await emit({"error": {"message": message, "type": "server_error"}})
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
                 if not await emit(chunk({"content": word if i == 0 else " " + word})):
                     self.disconnects += 1
                     return

@@ -20,6 +20,11 @@ class MockServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
+        # Hostile-upstream knobs: error bodies that echo the caller's credentials (as real
+        # upstreams do: "Incorrect API key provided: sk-..."), and the only keys accepted
+        # (None: any), so a revoked upstream key answers 401 to every request, probes too.
+        self.echo_credentials = False
+        self.valid_keys: set[str] | None = None
 
     def start(self):
         config = uvicorn.Config(
@@ -46,6 +51,26 @@ class MockServer:
         if self._server is not None:
             self._server.should_exit = True
             self._thread.join(timeout=5)
+
+    @staticmethod
+    def credential_of(headers: dict) -> str:
+        auth = headers.get("authorization") or ""
+        if auth.lower().startswith("bearer "):
+            return auth[7:]
+        return headers.get("x-api-key") or headers.get("x-goog-api-key") or ""
+
+    def key_refused(self, headers: dict) -> bool:
+        return self.valid_keys is not None and self.credential_of(headers) not in self.valid_keys
+
+    def error_text(self, message: str, headers: dict) -> str:
+        """`message`, plus the caller's credentials when echoing (what must never leak)."""
+        if not self.echo_credentials:
+            return message
+        key = self.credential_of(headers)
+        return (
+            f"{message}: Incorrect API key provided: {key}. Your request had "
+            f"Authorization: Bearer {key} and x-api-key: {key}"
+        )
 
     def _mode_for(self, model: str) -> str:
         with self._lock:

@@ -90,7 +90,7 @@ def test_a_sigkilled_gateway_leaves_no_open_hold_and_charges_delivered_streams_a
     records = UsageRecord.objects.filter(org=t.org, status="settled")
     assert records.count() == STREAMS  # every answered stream is charged for what it delivered
     assert all(r.completion_tokens > 0 and r.stream and r.estimated for r in records)
-    assert all("settled_by_sweep_after_crash" in r.anomalies for r in records)
+    assert all({"kind": "settled_by_sweep_after_crash"} in r.anomalies for r in records)
     charged = sum(r.cost for r in records)
     assert wallet_totals()["CREDIT"] == before["CREDIT"] - charged
     assert_no_money_lost_or_created()

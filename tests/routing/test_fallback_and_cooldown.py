@@ -177,9 +177,15 @@ def test_repeated_failures_cool_a_route_down_and_it_is_skipped(gateway, upstream
     assert [a["upstream"] for a in record.attempts] == ["official"]
 
 
-@pytest.mark.parametrize("fault", ["401", "403", "insufficient_quota"])
-def test_an_auth_or_quota_error_disables_the_upstream_at_once(gateway, upstream, tenant, fault):
-    _two_routes(upstream.base_url, upstream.base_url, first_model=f"fault-{fault}")
+@pytest.mark.parametrize("fault", ["revoked", "insufficient_quota"])
+def test_an_auth_or_quota_error_confirmed_by_a_probe_disables_the_upstream_at_once(
+    gateway, upstream, tenant, fault
+):
+    if fault == "revoked":  # relay-a's key is refused on every call, the gateway's probe too
+        upstream.valid_keys = {"sk-upstream-official"}
+        _two_routes(upstream.base_url, upstream.base_url)
+    else:  # the one-token probe on the route's model meets the same quota answer
+        _two_routes(upstream.base_url, upstream.base_url, first_model=f"fault-{fault}")
     raw = gateway.client(tenant.key).chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=MSG
     )
@@ -196,7 +202,7 @@ def test_an_auth_or_quota_error_disables_the_upstream_at_once(gateway, upstream,
     assert len(upstream.requests) == before + 1
 
 
-def test_when_every_route_is_cooling_down_the_answer_is_503_without_calling_upstream(
+def test_when_every_route_is_cooling_down_one_half_open_probe_goes_through_and_reopens_it(
     gateway, upstream, tenant
 ):
     apply(
@@ -218,10 +224,17 @@ def test_when_every_route_is_cooling_down_the_answer_is_503_without_calling_upst
     for _ in range(2):  # 2 + 2 attempts: the third failure cools the route down
         with pytest.raises(openai.InternalServerError):
             client.chat.completions.create(model="m", messages=MSG)
+    # No closed route is left: one request probes the route half-open (once, no retry); it
+    # still fails, so the breaker re-opens for a full cooldown.
+    before = len(upstream.requests)
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="m", messages=MSG)
+    assert len(upstream.requests) == before + 1
+    # ... and while it cools down with its probe slot taken, nobody reaches the upstream.
     before = len(upstream.requests)
     with pytest.raises(openai.APIStatusError) as err:
         client.chat.completions.create(model="m", messages=MSG)
     assert err.value.status_code == 503
     assert err.value.body["code"] == "upstreams_cooling_down"
-    assert err.value.response.headers["retry-after"] == "30"
+    assert 1 <= int(err.value.response.headers["retry-after"]) <= 30
     assert len(upstream.requests) == before

@@ -247,7 +247,7 @@ def test_an_upstream_that_reports_more_than_it_was_allowed_shows_as_shortfall_an
     result = run(completion_create(ctx=ctx, body=body, request_id=rid))
     hold = Hold.objects.get(request_id=rid)
     assert result.cost > hold.amount and _shortfall() == result.cost - hold.amount
-    assert "cost_above_hold" in UsageRecord.objects.get(request_id=rid).anomalies
+    assert {"kind": "cost_above_hold"} in UsageRecord.objects.get(request_id=rid).anomalies
     event = AuditEvent.objects.get(action="ledger.shortfall")
     assert event.changes["upstream"] == "claude" and event.changes["request_id"] == rid
     rows = shortfall_by_upstream(window=date_range_default())

@@ -155,6 +155,7 @@ def test_the_openai_surface_answers_a_completion_from_claude(claude):
         ("500", True, False),
         ("529", True, False),
         ("401", False, True),
+        ("403", False, False),  # a permission_error about the request, not the key
         ("400", False, False),
     ],
 )

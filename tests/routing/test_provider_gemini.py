@@ -138,7 +138,7 @@ def test_the_anthropic_surface_reaches_gemini_through_translation(gemini):
         ("429", True, False),
         ("500", True, False),
         ("503", True, False),
-        ("403", False, True),
+        ("403", False, False),  # PERMISSION_DENIED about the request: not the key
         ("badkey", False, True),
         ("400", False, False),
     ],

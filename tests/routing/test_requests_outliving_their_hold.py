@@ -96,11 +96,11 @@ def test_a_capture_that_finds_its_hold_expired_charges_the_request_anyway(slow, 
     t = make_tenant(credit="10")
     rid, result, swept = _answered_while_the_sweep_runs_at_3s(t)
     assert swept == 1  # the sweep expired the hold under the request
-    from ledger.services.safeguards import ANOMALY_LATE_CAPTURE
+    from ledger.services.safeguards import ANOMALY_LATE_CAPTURE, anomaly
 
     record = UsageRecord.objects.get(request_id=rid)
     assert record.status == "settled" and record.cost == result.cost > 0
-    assert ANOMALY_LATE_CAPTURE in record.anomalies
+    assert anomaly(ANOMALY_LATE_CAPTURE) in record.anomalies
     assert _wallet(t.org).posted == Decimal("10") - result.cost
     hold = Hold.objects.get(request_id=rid)
     assert hold.status == HoldStatus.CAPTURED and hold.captured_amount == result.cost
@@ -111,6 +111,7 @@ def test_a_late_capture_the_wallet_cannot_pay_goes_to_shortfall_and_alerts():
     from ledger.services.safeguards import (
         ANOMALY_LATE_CAPTURE,
         ANOMALY_SHORTFALL,
+        anomaly,
         hold_capture_late,
     )
 
@@ -121,7 +122,8 @@ def test_a_late_capture_the_wallet_cannot_pay_goes_to_shortfall_and_alerts():
     usage |= {"price_input": "1", "price_output": "1", "price_cached_input": "1"}
     record = hold_capture_late(hold_id=hold.pk, amount=Decimal("3"), usage=usage)
     assert record.cost == Decimal("3")
-    assert ANOMALY_LATE_CAPTURE in record.anomalies and ANOMALY_SHORTFALL in record.anomalies
+    assert anomaly(ANOMALY_LATE_CAPTURE) in record.anomalies
+    assert anomaly(ANOMALY_SHORTFALL) in record.anomalies
     assert _wallet(t.org).posted == 0  # it paid what it had
     shortfall = Posting.objects.filter(account__kind=AccountKind.SHORTFALL)
     assert sum(p.amount for p in shortfall) == Decimal("-2")

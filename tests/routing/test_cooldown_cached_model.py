@@ -1,9 +1,7 @@
-"""The key's revocation version and the model's cooldown flags are read in one Redis round
-trip (routing.auth + routing.cooldown): cooldowns and revocation must hold exactly as before."""
+"""A route cooling down is skipped for the next requests of a model already cached in the
+worker, and used again once its cooldown ends (the hot path reads the flag from Redis)."""
 
 from __future__ import annotations
-
-import asyncio
 
 import pytest
 
@@ -60,22 +58,3 @@ def test_a_cooling_route_is_skipped_when_its_flag_comes_with_the_key_check(
         redis.delete(f"{cooldown.PREFIX}on:{route_id}")
     raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG)
     assert raw.headers["x-tokenforge-route"] == "relay-a/gpt-4o-mini"
-
-
-def test_prefetched_cooldown_flags_answer_once_and_only_for_the_routes_they_cover():
-    cooldown.cooldown_reset_local()
-    redis = sync_redis()
-    redis.set(f"{cooldown.PREFIX}on:9002", "1", ex=30)
-    try:
-
-        async def run():
-            cooldown.prefetch_store([9001], [b"1"])  # says 9001 cools: only a prefetch says so
-            partial = await cooldown.cooled_down([9001, 9002])  # 9002 not covered: asks Redis
-            cooldown.prefetch_store([9001, 9002], [b"1", None])
-            covered = await cooldown.cooled_down([9001, 9002])
-            again = await cooldown.cooled_down([9001, 9002])  # consumed: asks Redis
-            return partial, covered, again
-
-        assert asyncio.run(run()) == ({9002}, {9001}, {9002})
-    finally:
-        redis.delete(f"{cooldown.PREFIX}on:9002")

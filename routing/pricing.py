@@ -1,4 +1,5 @@
-"""Token counting for holds and estimates, and a route's prices. Decimal only.
+"""Token estimates for usage and rate limits, and a route's prices. Decimal only. (Hold bounds:
+routing/request_bounds.py.)
 
 A route's price has parts, each per 1M tokens in its wallet's currency: input, output,
 cached_input (cache read), cache_write (5-minute), cache_write_1h, reasoning, input_audio,
@@ -24,8 +25,7 @@ from ledger.cost_formula import (
 )
 from ledger.money import TOKENS_PER_PRICE_UNIT, ZERO, to_money
 
-IMAGE_TOKENS_UPPER = 1600  # an image part counts this much toward the hold's upper bound
-PER_MESSAGE_OVERHEAD = 8  # role markers and separators a chat template adds per message
+IMAGE_TOKENS_ESTIMATE = 800  # an image part's typical share of a prompt (estimates only)
 
 OPTIONAL_PARTS = (
     "cached_input",
@@ -351,13 +351,6 @@ def tokens_estimate(text: str) -> int:
     return (ascii_chars + 3) // 4 + (len(text) - ascii_chars)
 
 
-def tokens_upper_bound(text: str) -> int:
-    """Deliberately generous (half the UTF-8 bytes): a hold must not be smaller than the cost."""
-    if not text:
-        return 0
-    return (len(text.encode("utf-8")) + 1) // 2 + 1
-
-
 def _texts(value, out: list[str], images: list[int]) -> None:
     if isinstance(value, str):
         out.append(value)
@@ -387,21 +380,8 @@ def prompt_texts(body: dict) -> tuple[list[str], int, int]:
     return out, len(images), count
 
 
-def prompt_tokens_upper(body: dict) -> int:
-    texts, images, messages = prompt_texts(body)
-    return (
-        sum(tokens_upper_bound(t) for t in texts)
-        + images * IMAGE_TOKENS_UPPER
-        + messages * PER_MESSAGE_OVERHEAD
-        + 8
-    )
-
-
 def prompt_tokens_estimate(body: dict) -> int:
     texts, images, messages = prompt_texts(body)
     return (
-        sum(tokens_estimate(t) for t in texts)
-        + images * (IMAGE_TOKENS_UPPER // 2)
-        + messages * 4
-        + 3
+        sum(tokens_estimate(t) for t in texts) + images * IMAGE_TOKENS_ESTIMATE + messages * 4 + 3
     )

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from ledger.models import Hold, UsageRecord
-from routing import pricing
+from routing import request_bounds
 from routing.errors import GatewayError
 from routing.providers.base import UnsupportedFeature
 from routing.translate import openai_anthropic, openai_gemini, tokens
@@ -193,7 +193,7 @@ def test_no_wrongly_shaped_body_crashes_validation_or_a_translator():
                 steps = (
                     openai_anthropic.request_to_openai,
                     tokens.estimate_tokens_anthropic,
-                    pricing.prompt_tokens_upper,
+                    request_bounds.prompt_tokens_upper,
                 )
             else:
                 chat_validate(copy.deepcopy(body))
@@ -201,7 +201,7 @@ def test_no_wrongly_shaped_body_crashes_validation_or_a_translator():
                     openai_anthropic.request_to_anthropic,
                     openai_gemini.request_to_gemini,
                     tokens.estimate_tokens_openai,
-                    pricing.prompt_tokens_upper,
+                    request_bounds.prompt_tokens_upper,
                 )
         except GatewayError:
             continue

@@ -69,13 +69,62 @@ class _HeaderDeadline:
         super().connection_lost(exc)
 
 
+class _HeadWithBody:
+    """A transport that keeps a response's head back until its body is written, so a JSON
+    answer with a Content-Length leaves in one `send` (uvicorn writes the head and the body
+    separately: two syscalls and often two packets per answer, ~6 % of a worker's CPU in the
+    profile of issue 20). Only heads that announce a Content-Length are held: a stream's head
+    leaves at once."""
+
+    __slots__ = ("_transport", "_head", "holding")
+
+    def __init__(self, transport) -> None:
+        self._transport = transport
+        self._head = b""
+        self.holding = False
+
+    def write(self, data: bytes) -> None:
+        if self.holding:
+            if not self._head:
+                self._head = data
+                return
+            data = self._head + data
+            self._head = b""
+            self.holding = False
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        self.holding = False
+        if self._head:
+            head, self._head = self._head, b""
+            self._transport.write(head)
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+
+def _announces_length(message) -> bool:
+    return any(name.lower() == b"content-length" for name, _ in message.get("headers") or ())
+
+
 try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 except ImportError:  # pragma: no cover - httptools is a dependency of `make serve`
     HttpToolsProtocol = None
 
 
 if HttpToolsProtocol is not None:
+
+    class _OneWriteCycle(RequestResponseCycle):
+        async def send(self, message) -> None:
+            transport = self.transport
+            if message["type"] == "http.response.start" and not self.response_started:
+                transport.holding = _announces_length(message)
+            try:
+                await super().send(message)
+            finally:
+                if message["type"] == "http.response.body":
+                    transport.flush()
 
     class HeaderTimeoutHttpToolsProtocol(_HeaderDeadline, HttpToolsProtocol):
         def data_received(self, data: bytes) -> None:
@@ -89,6 +138,10 @@ if HttpToolsProtocol is not None:
         def on_headers_complete(self) -> None:
             self._disarm()
             super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is not None and type(cycle) is RequestResponseCycle:
+                cycle.__class__ = _OneWriteCycle
+                cycle.transport = _HeadWithBody(cycle.transport)
 
 
 class HeaderTimeoutH11Protocol(_HeaderDeadline, H11Protocol):

@@ -37,7 +37,6 @@ urlpatterns = [
     # The split view serves Swagger UI's init script as a file: no inline script under CSP.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),
-    path("v1/research/", include("researcher.urls_v1")),
-    path("v1/", include("routing.urls")),
+    path("", include("routing.urls_gateway")),  # /v1/: the proxy and the researcher's runs
     path("webhooks/stripe/", ledger_topup_views.stripe_webhook, name="stripe_webhook"),
 ]

@@ -89,12 +89,12 @@ class RunsView(GatewayView):
 
     async def get(self, request):
         ctx = await authenticate(request)
-        raw = request.query_params.get("limit") or str(PAGE_DEFAULT)
+        raw = request.GET.get("limit") or str(PAGE_DEFAULT)
         if not raw.isdigit() or not 1 <= int(raw) <= PAGE_MAX:
             raise GatewayError(
                 400, f"'limit' must be an integer from 1 to {PAGE_MAX}.", param="limit"
             )
-        after = request.query_params.get("after") or None
+        after = request.GET.get("after") or None
         return json_response(await db_call(_list, ctx=ctx, limit=int(raw), after=after))
 
 

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
-from django.urls import set_script_prefix
+from django.urls import get_resolver, set_script_prefix
 
 from config.middleware import RequestIdMiddleware, new_request_id
 from routing import edge
@@ -34,6 +34,20 @@ GATEWAY_PREFIX = "/v1/"
 log = logging.getLogger("routing.asgi")
 
 
+# Resolved paths, so the hot paths skip the resolver's regexes (bounded: paths are the client's).
+_MATCHES: dict = {}
+_MATCHES_MAX = 256
+
+
+def _resolve(path_info: str):
+    match = _MATCHES.get(path_info)
+    if match is None:
+        match = get_resolver("routing.urls_gateway").resolve(path_info)
+        if match.url_name != "not-found" and len(_MATCHES) < _MATCHES_MAX:
+            _MATCHES[path_info] = match
+    return match
+
+
 class GatewayASGIHandler(ASGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
@@ -41,6 +55,13 @@ class GatewayASGIHandler(ASGIHandler):
         self._exception_middleware = []
         handler = convert_exception_to_response(self._get_response_async)
         self._middleware_chain = convert_exception_to_response(RequestIdMiddleware(handler))
+
+    async def _get_response_async(self, request):
+        """Django's, for views that are all async and take no view middleware: resolve
+        against /v1/'s own URL map (routing/urls_gateway.py), call the view."""
+        match = _resolve(request.path_info)
+        request.resolver_match = match
+        return await match.func(request, *match.args, **match.kwargs)
 
     async def handle(self, scope, receive, send):
         """Django's `ASGIHandler.handle` without the two thread hops (see the module doc);

@@ -34,13 +34,23 @@ def openai_error_body(err: GatewayError) -> dict:
     }
 
 
-def openai_error_response(err: GatewayError) -> HttpResponse:
-    response = HttpResponse(
-        orjson.dumps(openai_error_body(err)), status=err.status, content_type="application/json"
-    )
-    for name, value in err.headers.items():
-        response.headers[name] = value
+def json_bytes_response(
+    content: bytes, *, status: int = 200, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    """A JSON answer with its Content-Length, so the server sends it without chunked framing
+    (and config/server.py in one write with its head)."""
+    response = HttpResponse(content, status=status, content_type="application/json")
+    response.headers["Content-Length"] = str(len(content))
+    if headers:
+        for name, value in headers.items():
+            response.headers[name] = value
     return response
+
+
+def openai_error_response(err: GatewayError) -> HttpResponse:
+    return json_bytes_response(
+        orjson.dumps(openai_error_body(err)), status=err.status, headers=err.headers
+    )
 
 
 def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> GatewayError:

@@ -1,6 +1,6 @@
 """The OpenAI-compatible surface under /v1/: thin async views over `routing.engine`.
 
-Shared machinery (the lean adrf view, auth, body reading, error rendering, SSE) lives in
+Shared machinery (the lean async view, auth, body reading, error rendering, SSE) lives in
 `routing.views_base`; this module imports only that, never another surface.
 """
 
@@ -96,7 +96,7 @@ class ModelsView(GatewayView):
 class GenerationView(GatewayView):
     async def get(self, request):
         ctx = await authenticate(request)
-        request_id = request.query_params.get("id") or ""
+        request_id = request.GET.get("id") or ""
         if not request_id:
             raise GatewayError(
                 400,

@@ -239,7 +239,7 @@ class ResponseDetailView(GatewayView):
 class ResponseInputItemsView(GatewayView):
     async def get(self, request, response_id: str):
         ctx = await authenticate(request)
-        params = request.query_params
+        params = request.GET
         order = params.get("order") or "desc"
         if order not in ("asc", "desc"):
             raise bad_request("'order' must be asc or desc.", param="order", code="invalid_value")

@@ -10,9 +10,15 @@ logger, and a few counter increments (mmap writes in multi-process mode, see con
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
+import os
+import queue
+import threading
 import time
 from decimal import Decimal
+from logging.handlers import QueueHandler, QueueListener
 
 import orjson
 
@@ -42,6 +48,82 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(data, default=str).decode()
+
+
+class _Listener(QueueListener):
+    """Writes queued records; an Event in the queue is a flush marker (set once reached)."""
+
+    def handle(self, record) -> None:
+        if isinstance(record, threading.Event):
+            record.set()
+            return
+        super().handle(record)
+
+
+class QueuedJsonHandler(QueueHandler):
+    """The request log's handler: the event loop only enqueues the record (after the
+    handler's filters, so redaction still runs first); a thread of this process formats it
+    as JSON and writes it (issue 20: the write was a syscall on the loop per request).
+
+    The thread starts on the first record in each process, so a handler configured before
+    a fork (Celery's prefork pool) still writes from the child. `flush()` waits until what
+    was queued before it is written; the rest is written at exit."""
+
+    def __init__(self, stream=None) -> None:
+        super().__init__(queue.SimpleQueue())
+        self.target = logging.StreamHandler(stream)
+        self.formatter = JsonFormatter()
+        self.target.setFormatter(self.formatter)
+        self._listener: _Listener | None = None
+        self._pid = 0
+        self._start_lock = threading.Lock()
+
+    def setFormatter(self, fmt) -> None:
+        super().setFormatter(fmt)
+        self.target.setFormatter(fmt)
+
+    def setStream(self, stream):
+        """Like StreamHandler.setStream: what was queued so far still goes to the old one."""
+        self.flush()
+        return self.target.setStream(stream)
+
+    def prepare(self, record):
+        return record  # in-process: formatting happens on the listener's thread
+
+    def emit(self, record) -> None:
+        if self._pid != os.getpid():
+            self._start()
+        super().emit(record)
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._pid == os.getpid():
+                return
+            self.queue = queue.SimpleQueue()  # a forked child must not share the parent's
+            self._listener = _Listener(self.queue, self.target)
+            self._listener.start()
+            self._pid = os.getpid()
+            atexit.register(self._stop)
+
+    def _stop(self) -> None:
+        with self._start_lock:
+            listener, self._listener = self._listener, None
+            if listener is not None and self._pid == os.getpid():
+                listener.stop()  # writes what is queued, then ends the thread
+            self._pid = 0  # a record after this starts a new thread
+        with contextlib.suppress(ValueError):  # the stream was closed before us (at exit)
+            self.target.flush()
+
+    def flush(self) -> None:
+        if self._listener is not None and self._pid == os.getpid():
+            reached = threading.Event()
+            self.queue.put_nowait(reached)
+            reached.wait(timeout=5)
+        self.target.flush()
+
+    def close(self) -> None:
+        self._stop()
+        super().close()
 
 
 def request_finished(

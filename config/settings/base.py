@@ -373,7 +373,8 @@ LOGGING = {
     "filters": {"redact": {"()": "accounts.redaction.RedactingFilter"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
-        "json": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["redact"]},
+        # Formatted and written off the event loop (routing/observability.py).
+        "json": {"()": "routing.observability.QueuedJsonHandler", "filters": ["redact"]},
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {

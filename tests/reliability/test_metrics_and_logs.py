@@ -150,6 +150,7 @@ def test_each_request_is_one_json_log_line_with_the_contract_fields():
             stream=True,
             error_code="insufficient_balance",
         )
+        handler.flush()  # written by the handler's thread, off the event loop
     finally:
         handler.setStream(previous)
     lines = stream.getvalue().splitlines()

@@ -1,0 +1,109 @@
+"""config/server.py: a JSON answer's head and body leave in one write; a stream's head at once.
+
+Driven through uvicorn's real httptools protocol with a transport that records each write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+from uvicorn.server import ServerState
+
+from config.server import http_protocol
+
+REQUEST = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name, default=None):
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _serve_once(app) -> list[bytes]:
+    config = uvicorn.Config(app=app, lifespan="off", access_log=False, log_level="warning")
+    config.load()
+    protocol = http_protocol("httptools")(config=config, server_state=ServerState(), app_state={})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(REQUEST)
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if protocol.cycle is not None and protocol.cycle.response_complete:
+            break
+    protocol.connection_lost(None)
+    return transport.writes
+
+
+def test_a_json_answer_with_a_content_length_is_one_write():
+    body = b'{"ok":true}'
+
+    async def app(scope, receive, send):
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"11")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    writes = asyncio.run(_serve_once(app))
+    assert len(writes) == 1
+    assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and writes[0].endswith(b"\r\n\r\n" + body)
+
+
+def test_a_streamed_answer_sends_its_head_before_the_first_event():
+    asyncio.run(_streamed())
+
+
+async def _streamed():
+    first_event_sent = asyncio.Event()
+    head_written_before: list[int] = []
+
+    async def app(scope, receive, send):
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        head_written_before.append(len(transport_writes))
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        first_event_sent.set()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    transport_writes: list[bytes] = []
+    config = uvicorn.Config(app=app, lifespan="off", access_log=False, log_level="warning")
+    config.load()
+    protocol = http_protocol("httptools")(config=config, server_state=ServerState(), app_state={})
+    transport = RecordingTransport()
+    transport.writes = transport_writes
+    protocol.connection_made(transport)
+    protocol.data_received(REQUEST)
+    await asyncio.wait_for(first_event_sent.wait(), 2)
+    protocol.connection_lost(None)
+    assert head_written_before == [1]  # the head left before any event was produced
+    assert transport_writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"data: 1" in transport_writes[1]
+
+
+def test_a_head_with_a_length_is_not_held_back_when_the_body_is_empty():
+    async def app(scope, receive, send):
+        headers = [(b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    writes = asyncio.run(_serve_once(app))
+    assert len(writes) == 1 and writes[0].startswith(b"HTTP/1.1 204 No Content\r\n")

@@ -31,6 +31,7 @@ DEFAULT_TIMEOUT = 60.0
 # for a free connection (bounded by file descriptors, see docs/scaling.md, not by this pool).
 MAX_CONNECTIONS = 20_000
 KEEPALIVE_SECONDS = 30.0
+HEAD_LIMIT = 16 * 1024
 
 
 class UpstreamTransportError(Exception):
@@ -133,6 +134,10 @@ class UpstreamClient:
             headers={"user-agent": USER_AGENT},
             timeout=self._timeout(DEFAULT_TIMEOUT),
             trust_env=_proxies_in_env(),
+            # httpx (h11) took a head of up to 16 KiB, one long header included; aiohttp's
+            # default refuses any header line over 8 KiB
+            max_line_size=HEAD_LIMIT,
+            max_field_size=HEAD_LIMIT,
         )
         self._urls: dict[str, URL] = {}
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}

@@ -172,3 +172,10 @@ def test_transport_errors_say_whether_they_timed_out(upstream):
 
     timed_out, refused = _run(run)
     assert timed_out.timeout and not refused.timeout
+
+
+def test_an_answer_with_a_12_kib_header_is_read_as_httpx_read_it(upstream):
+    upstream.answer_headers = [(b"x-relay-trace", b"t" * 12 * 1024)]
+    state = StreamState()
+    _run(lambda c: _drain(_stream(c, _target(upstream.base_url), state)))
+    assert state.finish_reason == "stop"

@@ -602,7 +602,7 @@ def machine_section(targets: dict[str, Target], started: str, args: argparse.Nam
         ("python (tokenforge)", platform.python_version()),
         ("django", pyver(PY, "django")),
         ("uvicorn", pyver(PY, "uvicorn")),
-        ("httpx", pyver(PY, "httpx")),
+        ("aiohttp (upstream client)", pyver(PY, "aiohttp")),
         (
             "litellm (own venv)",
             pyver(litellm_py, "litellm") if Path(litellm_py).exists() else "not installed",

@@ -36,6 +36,7 @@ from researcher.steps import DEPTHS, step_messages
 from routing import engine
 from routing.db import db_call, pg_pool_close
 from routing.errors import GatewayError
+from routing.http import http_client_aclose
 from routing.request_bounds import prompt_tokens_upper  # the bound the engine holds for
 from routing.selectors import model_entry_get
 
@@ -393,6 +394,7 @@ async def _execute_guarded(run_id) -> tuple[str, str]:
         return stop.status, stop.error
     finally:
         await _engine_background_drain()
+        await http_client_aclose()
         await pg_pool_close()
         await sync_to_async(connections.close_all, thread_sensitive=False)()
 

@@ -19,9 +19,7 @@ import asyncio
 import logging
 import time
 
-import httpx
-
-from routing.http import http_client
+from routing.http import UpstreamTransportError, http_client
 from routing.providers import get_provider
 from routing.providers.base import UnsupportedFeature, UpstreamError, UpstreamTarget
 
@@ -48,9 +46,9 @@ async def _models_status(target: UpstreamTarget) -> int | None:
             headers={"authorization": f"Bearer {target.api_key}"},
             timeout=min(target.timeout, PROBE_TIMEOUT_SECONDS),
         )
-    except httpx.HTTPError:
+    except UpstreamTransportError:
         return None
-    return response.status_code
+    return response.status
 
 
 async def _cheapest_call(target: UpstreamTarget, model: str) -> bool | None:

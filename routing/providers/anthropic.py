@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import orjson
 
+from routing.http import UpstreamClient, UpstreamTransportError
 from routing.providers.base import (
     ChatResult,
     Provider,
@@ -20,6 +20,8 @@ from routing.providers.base import (
     malformed_error,
     post_json,
     retry_after_of,
+    sse_lines,
+    stream_broke,
     stream_open,
 )
 from routing.translate.openai_anthropic import usage_from_anthropic
@@ -33,7 +35,7 @@ GENERATION_ONLY = frozenset(
 FORWARDED = ("anthropic-version", "anthropic-beta", "x-claude-code-session-id")
 
 
-def error_from_response(status: int, content: bytes, response: httpx.Response) -> UpstreamError:
+def error_from_response(status: int, content: bytes, response) -> UpstreamError:
     """`{"type": "error", "error": {"type", "message"}}` -> UpstreamError. 429, 5xx and 529
     (overloaded) are retryable; 401, an authentication_error, a permission_error about the key
     and an exhausted credit balance disable the upstream (once a probe confirms it); any other
@@ -122,7 +124,7 @@ class AnthropicProvider(Provider):
         )
 
     async def _stream(
-        self, client: httpx.AsyncClient, target: UpstreamTarget, body: dict, headers, state
+        self, client: UpstreamClient, target: UpstreamTarget, body: dict, headers, state
     ) -> AsyncIterator[dict]:
         response = await stream_open(
             client,
@@ -136,8 +138,8 @@ class AnthropicProvider(Provider):
         try:
             stopped = False
             try:
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
+                async for line in sse_lines(response):
+                    if not line.startswith(b"data:"):
                         continue
                     try:
                         event = orjson.loads(line[5:].strip())
@@ -176,10 +178,8 @@ class AnthropicProvider(Provider):
                     yield event
                     if stopped:
                         break
-            except httpx.HTTPError as exc:
-                raise UpstreamError(
-                    f"upstream stream broke ({type(exc).__name__})", status=502, retryable=True
-                ) from exc
+            except UpstreamTransportError as exc:
+                raise stream_broke(exc) from exc
             if not stopped:
                 raise UpstreamError("upstream stream ended early", status=502, retryable=True)
         finally:

@@ -17,11 +17,12 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
-import httpx
 import orjson
 
 from accounts.redaction import redact_secrets
+from routing.http import UpstreamClient, UpstreamStream, UpstreamTransportError
 
 _SAFE_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
 
@@ -109,8 +110,9 @@ def about_the_key(message: str) -> bool:
     return bool(_ABOUT_THE_KEY.search(message or ""))
 
 
-def retry_after_of(response: httpx.Response) -> float | None:
-    """The upstream's `Retry-After` in seconds, when it sent a number."""
+def retry_after_of(response) -> float | None:
+    """The upstream's `Retry-After` in seconds, when it sent a number (`response`: anything
+    with case-insensitive `headers`)."""
     value = response.headers.get("retry-after")
     try:
         return float(value) if value is not None else None
@@ -120,40 +122,48 @@ def retry_after_of(response: httpx.Response) -> float | None:
 
 def connect_error(exc: Exception) -> UpstreamError:
     """A transport failure (refused, reset, timed out): always worth the next try."""
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, UpstreamTransportError) and exc.timeout:
         return UpstreamError("upstream timed out", status=504, retryable=True)
-    return UpstreamError(f"upstream unreachable ({type(exc).__name__})", status=502, retryable=True)
+    reason = exc.reason if isinstance(exc, UpstreamTransportError) else type(exc).__name__
+    return UpstreamError(f"upstream unreachable ({reason})", status=502, retryable=True)
+
+
+def stream_broke(exc: UpstreamTransportError) -> UpstreamError:
+    """The connection failed or timed out after the stream began."""
+    return UpstreamError(f"upstream stream broke ({exc.reason})", status=502, retryable=True)
 
 
 def malformed_error(what: str = "response") -> UpstreamError:
     return UpstreamError(f"upstream sent a malformed {what}", status=502, retryable=True)
 
 
-ErrorMapper = Callable[[int, bytes, httpx.Response], UpstreamError]
+# (status, body, response with `.headers`) -> the provider's UpstreamError
+ErrorMapper = Callable[[int, bytes, Any], UpstreamError]
 
 
 async def post_json(
-    client: httpx.AsyncClient,
-    url,
+    client: UpstreamClient,
+    url: str,
     *,
     body: dict,
     headers: dict,
-    timeout,
+    timeout: float,
     errors: ErrorMapper,
     response_headers: dict | None = None,
 ) -> dict:
     """POST `body`, answer the JSON object; every failure as the provider's UpstreamError.
-    `response_headers`, when given, receives the answer's headers (e.g. a reported cost)."""
+    `response_headers`, when given, receives the answer's headers (names in lower case, e.g.
+    a reported cost)."""
     try:
         response = await client.post(
             url, content=orjson.dumps(body), headers=headers, timeout=timeout
         )
-    except httpx.HTTPError as exc:
+    except UpstreamTransportError as exc:
         raise connect_error(exc) from exc
-    if response.status_code >= 400:
-        raise errors(response.status_code, response.content, response)
+    if response.status >= 400:
+        raise errors(response.status, response.content, response)
     if response_headers is not None:
-        response_headers.update(response.headers)
+        response_headers.update((name.lower(), value) for name, value in response.headers.items())
     try:
         data = orjson.loads(response.content)
     except orjson.JSONDecodeError as exc:
@@ -164,26 +174,47 @@ async def post_json(
 
 
 async def stream_open(
-    client: httpx.AsyncClient, url, *, body: dict, headers: dict, timeout, errors: ErrorMapper
-) -> httpx.Response:
+    client: UpstreamClient,
+    url: str,
+    *,
+    body: dict,
+    headers: dict,
+    timeout: float,
+    errors: ErrorMapper,
+) -> UpstreamStream:
     """Send a streaming POST; a refused one is read, closed and raised before any event, so
-    the engine may still fall back. The caller closes the response it gets."""
-    request = client.build_request(
-        "POST", url, content=orjson.dumps(body), headers=headers, timeout=timeout
-    )
+    the engine may still fall back. The caller closes the stream it gets."""
     try:
-        response = await client.send(request, stream=True)
-    except httpx.HTTPError as exc:
+        response = await client.stream(
+            url, content=orjson.dumps(body), headers=headers, timeout=timeout
+        )
+    except UpstreamTransportError as exc:
         raise connect_error(exc) from exc
-    if response.status_code >= 400:
+    if response.status >= 400:
         try:
-            content = await response.aread()
-        except httpx.HTTPError:
+            content = await response.read()
+        except UpstreamTransportError:
             content = b""
         finally:
             await response.aclose()
-        raise errors(response.status_code, content, response)
+        raise errors(response.status, content, response)
     return response
+
+
+async def sse_lines(response: UpstreamStream) -> AsyncIterator[bytes]:
+    """The body's lines as bytes, without their line ends: orjson parses bytes, so nothing
+    is decoded to text (profile: httpx's `aiter_lines` decoded and re-split every chunk).
+    A broken connection raises `UpstreamTransportError`."""
+    pending = b""
+    async for data in response.chunks():
+        if pending:
+            data = pending + data
+        lines = data.split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            yield line.rstrip(b"\r")
+    if pending:
+        yield pending.rstrip(b"\r")
 
 
 class UnsupportedFeature(Exception):
@@ -220,7 +251,7 @@ class Provider:
     async def chat(
         self,
         *,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         target: UpstreamTarget,
         model: str,
         body: dict,
@@ -246,7 +277,7 @@ class Provider:
     def chat_stream(
         self,
         *,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         target: UpstreamTarget,
         model: str,
         body: dict,
@@ -270,7 +301,7 @@ class Provider:
         raise NotImplementedError
 
     async def embeddings(
-        self, *, client: httpx.AsyncClient, target: UpstreamTarget, model: str, body: dict
+        self, *, client: UpstreamClient, target: UpstreamTarget, model: str, body: dict
     ) -> ChatResult:
         raise UnsupportedFeature(
             f"embeddings are not available through the {self.native_surface} provider"
@@ -280,7 +311,7 @@ class Provider:
     async def messages(
         self,
         *,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         target: UpstreamTarget,
         model: str,
         body: dict,
@@ -312,7 +343,7 @@ class Provider:
     def messages_stream(
         self,
         *,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         target: UpstreamTarget,
         model: str,
         body: dict,
@@ -338,7 +369,7 @@ class Provider:
     async def count_tokens(
         self,
         *,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         target: UpstreamTarget,
         model: str,
         body: dict,

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-import httpx
 import orjson
 
+from routing.http import UpstreamTransportError
 from routing.providers.base import (
     ChatResult,
     Provider,
@@ -20,6 +20,8 @@ from routing.providers.base import (
     malformed_error,
     post_json,
     retry_after_of,
+    sse_lines,
+    stream_broke,
     stream_open,
 )
 from routing.translate import openai_gemini as tr
@@ -27,7 +29,7 @@ from routing.translate import openai_gemini as tr
 DISABLING_STATUSES = ("PERMISSION_DENIED", "UNAUTHENTICATED")
 
 
-def error_from_response(status: int, content: bytes, response: httpx.Response) -> UpstreamError:
+def error_from_response(status: int, content: bytes, response) -> UpstreamError:
     """`{"error": {"code", "message", "status"}}` -> UpstreamError. A bad key is a 400
     INVALID_ARGUMENT "API key not valid": it disables the upstream like 401/403."""
     message, kind = f"upstream answered HTTP {status}", None
@@ -124,8 +126,8 @@ class GeminiProvider(Provider):
         )
         try:
             try:
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
+                async for line in sse_lines(response):
+                    if not line.startswith(b"data:"):
                         continue
                     try:
                         data = orjson.loads(line[5:].strip())
@@ -140,9 +142,7 @@ class GeminiProvider(Provider):
                         )
                     if isinstance(data, dict):
                         yield data
-            except httpx.HTTPError as exc:
-                raise UpstreamError(
-                    f"upstream stream broke ({type(exc).__name__})", status=502, retryable=True
-                ) from exc
+            except UpstreamTransportError as exc:
+                raise stream_broke(exc) from exc
         finally:
             await response.aclose()

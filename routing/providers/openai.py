@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from decimal import Decimal, InvalidOperation
 
-import httpx
 import orjson
 
+from routing.http import UpstreamClient, UpstreamTransportError
 from routing.providers.base import (
     ChatResult,
     Provider,
@@ -21,6 +21,8 @@ from routing.providers.base import (
     malformed_error,
     post_json,
     retry_after_of,
+    sse_lines,
+    stream_broke,
     stream_open,
 )
 from routing.translate import responses as responses_tr
@@ -79,7 +81,7 @@ def usage_from_openai(data: dict | None) -> Usage | None:
         return None
 
 
-def error_from_response(status: int, content: bytes, response: httpx.Response) -> UpstreamError:
+def error_from_response(status: int, content: bytes, response) -> UpstreamError:
     """Map an upstream HTTP error to the flags that drive retry, fallback and disabling."""
     message, error_type, code = f"upstream answered HTTP {status}", None, None
     try:
@@ -113,40 +115,6 @@ def error_from_response(status: int, content: bytes, response: httpx.Response) -
     )
 
 
-_PARSED: dict[tuple[str, str, float], tuple[httpx.URL, httpx.Timeout]] = {}
-
-
-def _parsed(target: UpstreamTarget, path: str) -> tuple[httpx.URL, httpx.Timeout]:
-    """The endpoint's URL and timeout, parsed once per upstream (profile: httpx re-parsed the
-    URL string and rebuilt the Timeout on every request)."""
-    key = (target.base_url, path, target.timeout)
-    found = _PARSED.get(key)
-    if found is None:
-        if len(_PARSED) > 10_000:
-            _PARSED.clear()
-        found = (
-            httpx.URL(target.base_url.rstrip("/") + path),
-            httpx.Timeout(target.timeout),
-        )
-        _PARSED[key] = found
-    return found
-
-
-async def _sse_lines(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The body's lines as bytes. Profile: httpx's `aiter_lines` decodes every chunk to text
-    and re-splits it through two decoders; orjson parses bytes, so split the raw bytes."""
-    pending = b""
-    async for data in response.aiter_bytes():
-        if pending:
-            data = pending + data
-        lines = data.split(b"\n")
-        pending = lines.pop()
-        for line in lines:
-            yield line.rstrip(b"\r")
-    if pending:
-        yield pending.rstrip(b"\r")
-
-
 class OpenAIProvider(Provider):
     native_surface = "openai"
 
@@ -160,20 +128,19 @@ class OpenAIProvider(Provider):
 
     async def _post_json(
         self,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         target: UpstreamTarget,
         path: str,
         body: dict,
         headers,
         response_headers: dict | None = None,
     ) -> dict:
-        url, timeout = _parsed(target, path)
         return await post_json(
             client,
-            url,
+            target.base_url.rstrip("/") + path,
             body=body,
             headers=self._headers(target, headers),
-            timeout=timeout,
+            timeout=target.timeout,
             errors=error_from_response,
             response_headers=response_headers,
         )
@@ -223,26 +190,25 @@ class OpenAIProvider(Provider):
 
     async def _stream(
         self,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         target: UpstreamTarget,
         body: dict,
         headers,
         state: StreamState,
     ) -> AsyncIterator[dict]:
-        url, timeout = _parsed(target, "/chat/completions")
         response = await stream_open(
             client,
-            url,
+            target.base_url.rstrip("/") + "/chat/completions",
             body=body,
             headers=self._headers(target, headers),
-            timeout=timeout,
+            timeout=target.timeout,
             errors=error_from_response,
         )
         header_cost = reported_cost_header(response.headers)
         try:
             done = False
             try:
-                async for line in _sse_lines(response):
+                async for line in sse_lines(response):
                     if not line.startswith(b"data:"):
                         continue
                     payload = line[5:].strip()
@@ -285,10 +251,8 @@ class OpenAIProvider(Provider):
                         if choice.get("finish_reason"):
                             state.finish_reason = choice["finish_reason"]
                     yield chunk
-            except httpx.HTTPError as exc:
-                raise UpstreamError(
-                    f"upstream stream broke ({type(exc).__name__})", status=502, retryable=True
-                ) from exc
+            except UpstreamTransportError as exc:
+                raise stream_broke(exc) from exc
             if not done and state.finish_reason is None:
                 raise UpstreamError("upstream stream ended early", status=502, retryable=True)
         finally:
@@ -317,22 +281,21 @@ class OpenAIProvider(Provider):
         return ChatResult(body=chat, usage=usage)
 
     async def _responses_stream(
-        self, client: httpx.AsyncClient, target: UpstreamTarget, body: dict, headers, state
+        self, client: UpstreamClient, target: UpstreamTarget, body: dict, headers, state
     ) -> AsyncIterator[dict]:
         """Native Responses events, each wrapped in a chat chunk the engine can read."""
-        url, timeout = _parsed(target, "/responses")
         response = await stream_open(
             client,
-            url,
+            target.base_url.rstrip("/") + "/responses",
             body=body,
             headers=self._headers(target, headers),
-            timeout=timeout,
+            timeout=target.timeout,
             errors=error_from_response,
         )
         try:
             ended = False
             try:
-                async for line in _sse_lines(response):
+                async for line in sse_lines(response):
                     if not line.startswith(b"data:"):
                         continue
                     payload = line[5:].strip()
@@ -369,10 +332,8 @@ class OpenAIProvider(Provider):
                     if kind in ("response.completed", "response.incomplete"):
                         ended = True
                         break
-            except httpx.HTTPError as exc:
-                raise UpstreamError(
-                    f"upstream stream broke ({type(exc).__name__})", status=502, retryable=True
-                ) from exc
+            except UpstreamTransportError as exc:
+                raise stream_broke(exc) from exc
             if not ended:
                 raise UpstreamError("upstream stream ended early", status=502, retryable=True)
         finally:

@@ -7,9 +7,9 @@ import asyncio
 import json
 
 import anthropic
-import httpx
 import pytest
 
+from routing.http import UpstreamClient
 from routing.providers import get_provider
 from routing.providers.base import StreamState, UpstreamError, UpstreamTarget, Usage
 from tests.mocks.anthropic_upstream import MockAnthropic
@@ -46,7 +46,7 @@ def _target(mock) -> UpstreamTarget:
 
 def _run(coro_factory):
     async def run():
-        async with httpx.AsyncClient() as client:
+        async with UpstreamClient() as client:
             return await coro_factory(client)
 
     return asyncio.run(run())

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
 import pytest
 
+from routing.http import UpstreamClient
 from routing.providers import get_provider
 from routing.providers.base import StreamState, UpstreamError, UpstreamTarget, Usage
 from tests.mocks.gemini_upstream import MockGemini
@@ -42,7 +42,7 @@ def _target(mock) -> UpstreamTarget:
 
 def _run(factory):
     async def run():
-        async with httpx.AsyncClient() as client:
+        async with UpstreamClient() as client:
             return await factory(client)
 
     return asyncio.run(run())

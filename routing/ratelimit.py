@@ -1,6 +1,7 @@
 """Per-key RPM/TPM limits and the concurrent-stream limit, shared by every process via Redis.
 
-Fixed one-minute windows, checked and counted atomically by one Lua script per request.
+Fixed one-minute windows, checked and counted atomically by one Lua script per request (one
+round trip; none for a key without limits).
 TPM counts the prompt's estimate at admission and the real total at settlement
 (`tokens_add`). When Redis is down the limits run on in-process counters and a warning is
 logged: over-admitting a little beats refusing every request.
@@ -106,8 +107,10 @@ async def tokens_add(*, key_id: int, tpm_limit: int | None, tokens: int) -> None
     client = async_redis()
     if client is not None:
         try:
-            await client.incrby(tpm_key, tokens)
-            await client.expire(tpm_key, 61)
+            pipe = client.pipeline(transaction=False)  # one round trip
+            pipe.incrby(tpm_key, tokens)
+            pipe.expire(tpm_key, 61)
+            await pipe.execute()
             return
         except redis_errors as exc:
             redis_failed(exc, "rate limits")

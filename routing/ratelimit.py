@@ -17,11 +17,14 @@ from routing.redis import async_redis, redis_errors, redis_failed
 PREFIX = "tf:rl:"
 STREAM_SLOT_TTL = 3600  # a crashed process's stream slots are forgotten after this
 
+# RPM, TPM and (for a stream) a concurrent-stream slot, checked first and then counted: a
+# refused request consumes nothing. One round trip.
 _ADMIT = """
 local rpm_limit = tonumber(ARGV[1])
 local tpm_limit = tonumber(ARGV[2])
 local tokens = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
+local stream_limit = tonumber(ARGV[5])
 if rpm_limit > 0 then
   local n = tonumber(redis.call('GET', KEYS[1]) or '0')
   if n >= rpm_limit then return {1, redis.call('TTL', KEYS[1])} end
@@ -30,11 +33,19 @@ if tpm_limit > 0 then
   local t = tonumber(redis.call('GET', KEYS[2]) or '0')
   if t > 0 and t + tokens > tpm_limit then return {2, redis.call('TTL', KEYS[2])} end
 end
+if stream_limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[6])
+  if redis.call('ZCARD', KEYS[3]) >= stream_limit then return {3, 1} end
+end
 if rpm_limit > 0 then
   redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], ttl)
 end
 if tpm_limit > 0 then
   redis.call('INCRBY', KEYS[2], tokens); redis.call('EXPIRE', KEYS[2], ttl)
+end
+if stream_limit > 0 then
+  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[8])
+  redis.call('EXPIRE', KEYS[3], ARGV[9])
 end
 return {0, 0}
 """
@@ -65,21 +76,45 @@ def _window() -> tuple[int, int]:
 
 
 async def admit(
-    *, key_id: int, rpm_limit: int | None, tpm_limit: int | None, tokens: int
+    *,
+    key_id: int,
+    rpm_limit: int | None,
+    tpm_limit: int | None,
+    tokens: int,
+    stream_limit: int | None = None,
+    request_id: str = "",
 ) -> Decision:
-    if not rpm_limit and not tpm_limit:
+    """Check and count one request against the key's limits; with `stream_limit`, also take
+    one of its concurrent-stream slots (as `request_id`, released by `stream_release`)."""
+    if not rpm_limit and not tpm_limit and not stream_limit:
         return Decision(True)
     window, remaining = _window()
     rpm_key, tpm_key = f"{PREFIX}rpm:{key_id}:{window}", f"{PREFIX}tpm:{key_id}:{window}"
     client = async_redis()
     if client is not None:
+        now = time.time()
         try:
             code, ttl = await client.eval(
-                _ADMIT, 2, rpm_key, tpm_key, rpm_limit or 0, tpm_limit or 0, tokens, 61
+                _ADMIT,
+                3,
+                rpm_key,
+                tpm_key,
+                f"{PREFIX}streams:{key_id}",
+                rpm_limit or 0,
+                tpm_limit or 0,
+                tokens,
+                61,
+                stream_limit or 0,
+                now - STREAM_SLOT_TTL,
+                now,
+                request_id,
+                STREAM_SLOT_TTL,
             )
             code, ttl = int(code), int(ttl)
             if code == 0:
                 return Decision(True)
+            if code == 3:
+                return Decision(False, "streams", 1)
             return Decision(False, "rpm" if code == 1 else "tpm", max(1, min(ttl, remaining)))
         except redis_errors as exc:
             redis_failed(exc, "rate limits")
@@ -91,10 +126,15 @@ async def admit(
     used = _local_counts.get(tpm_key, 0)
     if tpm_limit and used > 0 and used + tokens > tpm_limit:
         return Decision(False, "tpm", remaining)
+    slots = _local_streams.setdefault(key_id, set()) if stream_limit else set()
+    if stream_limit and len(slots) >= stream_limit:
+        return Decision(False, "streams", 1)
     if rpm_limit:
         _local_counts[rpm_key] = _local_counts.get(rpm_key, 0) + 1
     if tpm_limit:
         _local_counts[tpm_key] = used + tokens
+    if stream_limit:
+        slots.add(request_id)
     return Decision(True)
 
 
@@ -118,6 +158,7 @@ async def tokens_add(*, key_id: int, tpm_limit: int | None, tokens: int) -> None
 
 
 async def stream_acquire(*, key_id: int, limit: int | None, request_id: str) -> bool:
+    """A stream slot alone (the engine takes it with `admit`, in the same round trip)."""
     if not limit:
         return True
     now = time.time()

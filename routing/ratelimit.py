@@ -1,10 +1,12 @@
 """Per-key RPM/TPM limits and the concurrent-stream limit, shared by every process via Redis.
 
-Fixed one-minute windows, checked and counted atomically by one Lua script per request (one
-round trip; none for a key without limits).
-TPM counts the prompt's estimate at admission and the real total at settlement
-(`tokens_add`). When Redis is down the limits run on in-process counters and a warning is
-logged: over-admitting a little beats refusing every request.
+Fixed one-minute windows, checked and counted atomically by one Lua script per request: one
+round trip in all (none for a key without limits). TPM counts the prompt's estimate at
+admission and the real total at settlement (`tokens_add`); that correction costs no round
+trip of its own while this loop's shared-state task runs (routing/shared_state.py): it is
+queued and sent with the key's next admission in this process or the task's next re-read,
+whichever comes first (within 100 ms). When Redis is down the limits run on in-process
+counters and a warning is logged: over-admitting a little beats refusing every request.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from routing import shared_state
 from routing.redis import async_redis, redis_errors, redis_failed
 
 PREFIX = "tf:rl:"
@@ -20,6 +23,10 @@ STREAM_SLOT_TTL = 3600  # a crashed process's stream slots are forgotten after t
 # RPM, TPM and (for a stream) a concurrent-stream slot, checked first and then counted: a
 # refused request consumes nothing. One round trip.
 _ADMIT = """
+local pending = tonumber(ARGV[10])
+if pending ~= 0 then
+  redis.call('INCRBY', KEYS[2], pending); redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
 local rpm_limit = tonumber(ARGV[1])
 local tpm_limit = tonumber(ARGV[2])
 local tokens = tonumber(ARGV[3])
@@ -67,6 +74,8 @@ class Decision:
 
 
 _local_counts: dict[str, int] = {}
+# TPM corrections not yet sent to Redis: TPM key -> tokens (see the module docstring).
+_pending_tokens: dict[str, int] = {}
 _local_streams: dict[int, set[str]] = {}
 
 
@@ -93,6 +102,7 @@ async def admit(
     client = async_redis()
     if client is not None:
         now = time.time()
+        pending = _pending_tokens.pop(tpm_key, 0)  # at most once: dropped if Redis fails
         try:
             code, ttl = await client.eval(
                 _ADMIT,
@@ -109,6 +119,7 @@ async def admit(
                 now,
                 request_id,
                 STREAM_SLOT_TTL,
+                pending,
             )
             code, ttl = int(code), int(ttl)
             if code == 0:
@@ -145,6 +156,9 @@ async def tokens_add(*, key_id: int, tpm_limit: int | None, tokens: int) -> None
     window, _ = _window()
     tpm_key = f"{PREFIX}tpm:{key_id}:{window}"
     client = async_redis()
+    if client is not None and shared_state.fresh():
+        _pending_tokens[tpm_key] = _pending_tokens.get(tpm_key, 0) + tokens
+        return
     if client is not None:
         try:
             pipe = client.pipeline(transaction=False)  # one round trip
@@ -155,6 +169,17 @@ async def tokens_add(*, key_id: int, tpm_limit: int | None, tokens: int) -> None
         except redis_errors as exc:
             redis_failed(exc, "rate limits")
     _local_counts[tpm_key] = _local_counts.get(tpm_key, 0) + tokens
+
+
+def pending_tokens_take() -> list:
+    """The queued TPM corrections as flat [key, tokens, ...], for the shared-state task's
+    next re-read (which sends them; dropped if it fails, like a failed admission's)."""
+    flat: list = []
+    while _pending_tokens:
+        key, tokens = _pending_tokens.popitem()
+        if tokens:
+            flat += [key, tokens]
+    return flat
 
 
 async def stream_acquire(*, key_id: int, limit: int | None, request_id: str) -> bool:
@@ -198,5 +223,6 @@ async def stream_release(*, key_id: int, limit: int | None, request_id: str) -> 
 
 
 def ratelimit_reset_local() -> None:
+    _pending_tokens.clear()
     _local_counts.clear()
     _local_streams.clear()

@@ -42,8 +42,12 @@ OPEN_BREAKERS_KEY = "tf:cooldown:open"  # members: the suffix of each open break
 BREAKER_ON_PREFIX = "tf:cooldown:on:"
 
 # One read of everything pushed: the revocation version, then each open breaker and its PTTL
-# (members whose cooldown ended are pruned from the set here).
+# (members whose cooldown ended are pruned from the set here). It also writes the queued TPM
+# corrections of routing/ratelimit.py (ARGV[2..]: key, tokens, ...).
 _SNAPSHOT = """
+for i = 2, #ARGV, 2 do
+  redis.call('INCRBY', ARGV[i], ARGV[i + 1]); redis.call('EXPIRE', ARGV[i], 61)
+end
 local out = {redis.call('GET', KEYS[1]) or '0'}
 for _, member in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local ttl = redis.call('PTTL', ARGV[1] .. member)
@@ -125,11 +129,14 @@ async def _run(listener: _Listener) -> None:
 
 
 async def _listen(listener: _Listener, client, pubsub) -> None:
+    from routing.ratelimit import pending_tokens_take
+
     snapshot = client.register_script(_SNAPSHOT)
     while True:
         started = time.monotonic()
         reply = await snapshot(
-            keys=[REVOCATION_VERSION_KEY, OPEN_BREAKERS_KEY], args=[BREAKER_ON_PREFIX]
+            keys=[REVOCATION_VERSION_KEY, OPEN_BREAKERS_KEY],
+            args=[BREAKER_ON_PREFIX, *pending_tokens_take()],
         )
         _apply_snapshot(reply, started)
         listener.fresh_until = started + STALENESS_BOUND_SECONDS

@@ -205,6 +205,20 @@ def test_a_requests_per_minute_limit_holds_across_both_processes(two_gateways, u
     assert statuses.count(429) == 17
 
 
+def test_a_tokens_per_minute_limit_counts_real_usage_across_both_processes(two_gateways, upstream):
+    """The real usage corrects the window without a round trip of its own: it reaches Redis
+    with the next re-read of the answering process, so the other sees it within the bound."""
+    a, b = two_gateways
+    one_route(upstream.base_url)
+    t = make_tenant(tpm_limit=25)
+    _wait_for_room_in_this_minute()
+    assert _post(a, t.key).status_code == 200  # 21 tokens used (the estimate was fewer)
+    time.sleep(BOUND)
+    refused = _post(b, t.key)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limit_tpm"
+
+
 def test_the_concurrent_stream_limit_holds_across_both_processes(two_gateways, upstream):
     a, b = two_gateways
     one_route(upstream.base_url)

@@ -63,7 +63,7 @@ def monitor_counts(url: str, key: str, model: str, n: int) -> tuple[collections.
 def main() -> None:
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 300
     roots = [("new", R.ROOT)]
-    if len(sys.argv) > 1:
+    if len(sys.argv) > 1 and sys.argv[1]:
         roots.append(("base", Path(sys.argv[1]).resolve()))
     procs = R.Processes()
     try:

@@ -1,6 +1,7 @@
 """Redis commands per /v1/ request: a checkout (this one, or BASE_DIR) served alone against
 the bench database and mock, Redis's MONITOR filtered to the bench Redis db while N
-sequential requests run, for a key without limits and one with RPM and TPM limits:
+sequential requests run, for a key without limits and one with RPM and TPM limits, then
+during 4 s of wrk at concurrency 64 (the key without limits):
 
     .venv/bin/python bench/redis_per_request.py [BASE_DIR] [N]
 
@@ -22,7 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import bench.run as R  # noqa: E402
 
 
-def monitor_counts(url: str, key: str, model: str, n: int) -> tuple[collections.Counter, float]:
+def monitor_counts(target, key: str, model: str, n: int, concurrency: int = 1):
+    """Commands seen during `n` sequential requests (concurrency 1), or during a 4 s wrk run at
+    `concurrency` (then `n` is set to the number of requests wrk made)."""
+    url = target.base
     db = int(R.REDIS_URL.rsplit("/", 1)[-1] or 0)
     seen: collections.Counter = collections.Counter()
     ready, done = threading.Event(), threading.Event()
@@ -47,21 +51,27 @@ def monitor_counts(url: str, key: str, model: str, n: int) -> tuple[collections.
         time.sleep(0.5)
         seen.clear()
         started = time.monotonic()
-        for _ in range(n):
-            assert (
-                client.post("/v1/chat/completions", json=body, headers=headers).status_code == 200
-            )
+        if concurrency == 1:
+            for _ in range(n):
+                response = client.post("/v1/chat/completions", json=body, headers=headers)
+                assert response.status_code == 200
+        else:
+            saved, target.key = target.key, key
+            result = R.run_wrk(target, concurrency=concurrency, duration=4, model=model)
+            target.key = saved
+            n = result["requests"]
+            assert not result["errors"], result
         elapsed = time.monotonic() - started
     done.set()
     redis.Redis.from_url(R.REDIS_URL).ping()
     thread.join(5)
     seen["PING"] -= 1
     seen["SELECT"] -= 1
-    return +seen, elapsed
+    return +seen, elapsed, n
 
 
 def main() -> None:
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+    count = int(sys.argv[2]) if len(sys.argv) > 2 else 300
     roots = [("new", R.ROOT)]
     if len(sys.argv) > 1 and sys.argv[1]:
         roots.append(("base", Path(sys.argv[1]).resolve()))
@@ -89,13 +99,17 @@ def main() -> None:
             )
             limited = out.strip().splitlines()[-1].strip()
             model = target.model("fast")
-            for label, key in (("no limits", target.key), ("rpm+tpm", limited)):
-                counts, elapsed = monitor_counts(target.base, key, model, n)
+            for label, key, c in (
+                ("no limits, c1", target.key, 1),
+                ("rpm+tpm, c1", limited, 1),
+                ("no limits, c64", target.key, 64),
+            ):
+                counts, elapsed, n = monitor_counts(target, key, model, count, c)
                 scripts = counts.pop("EVALSHA", 0)
                 per_request = {k: round(v / n, 2) for k, v in sorted(counts.items())}
                 print(
-                    f"{name} ({label}): per request {per_request} "
-                    f"(total {sum(counts.values()) / n:.2f}); EVALSHA {scripts} in "
+                    f"{name} ({label}, {n} requests): per request {per_request} "
+                    f"(total {sum(counts.values()) / n:.2f}; counts {dict(counts)}); EVALSHA {scripts} in "
                     f"{elapsed:.1f} s ({scripts / elapsed:.1f}/s)",
                     flush=True,
                 )

@@ -98,6 +98,15 @@ async def stop() -> None:
 
 
 async def _run(listener: _Listener) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        await _serve(listener)
+    finally:  # the entry would keep a closed loop alive (it references it through the task)
+        if _listeners.get(loop) is listener:
+            del _listeners[loop]
+
+
+async def _serve(listener: _Listener) -> None:
     while True:
         client = async_redis()
         if client is None:

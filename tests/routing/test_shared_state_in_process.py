@@ -36,14 +36,16 @@ def test_a_short_lived_loop_starts_its_listener_and_leaves_nothing_behind():
         while await cooldown.cooled_down([424242]):
             assert time.monotonic() < deadline, "the closing was not pushed within the bound"
             await asyncio.sleep(0.005)
-        return shared_state._listeners[asyncio.get_running_loop()].task
+        loop = asyncio.get_running_loop()
+        return loop, shared_state._listeners[loop].task
 
     try:
-        task = asyncio.run(work())
+        loop, task = asyncio.run(work())
     finally:
         cooldown.breaker_close_now(424242)
         cooldown.cooldown_reset_local()
     assert task.cancelled()  # asyncio.run cancelled it with the loop
+    assert loop not in shared_state._listeners  # nothing keeps the closed loop alive
     deadline = time.monotonic() + 2
     while _subscribers() != before:  # its connection is closed
         assert time.monotonic() < deadline

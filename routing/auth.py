@@ -1,9 +1,12 @@
 """API-key authentication for /v1/: `Authorization: Bearer KEY` or `x-api-key: KEY`.
 
-A hot key costs no query: resolved keys are cached in-process for a short TTL. Revocation
-still takes effect at once: `key_revoke` calls our hook (clears this process's entry and
-bumps a revocation version in Redis); every request compares that version (one GET) and
-drops its cache when it moved. Without Redis the TTL bounds staleness in other processes.
+A hot key costs no query and no Redis round trip: resolved keys are cached in-process for a
+short TTL. Revocation still takes effect everywhere within 250 ms: `key_revoke` calls our
+hook, which clears this process's entry, bumps a revocation version in Redis and publishes
+the event; every process applies it as it arrives and re-reads the version in the background
+(routing/shared_state.py), dropping its cache when the version moved. Until that background
+copy is fresh, a request reads the version itself (one GET). Without Redis the TTL bounds
+staleness in other processes.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from projects.services import key_hash as hash_key
+from routing import shared_state
 from routing.db import db_call
 from routing.errors import GatewayError
 from routing.redis import async_redis, redis_errors, redis_failed, sync_redis
 
 log = logging.getLogger("routing.auth")
 
-REVOCATION_VERSION_KEY = "tf:keys:revocation-version"
+REVOCATION_VERSION_KEY = shared_state.REVOCATION_VERSION_KEY
 NEGATIVE_TTL_SECONDS = 5
 MAX_CACHE_ENTRIES = 50_000
 
@@ -57,7 +61,17 @@ class KeyContext:
 
 
 _cache: dict[str, tuple[float, KeyContext | None]] = {}
-_seen_version: list = [None]
+_seen_version: list = [None]  # the revocation version this process's cache reflects (an int)
+# Bumped by every invalidation: a key loaded while one happened is served but not cached
+# (its row may predate the revocation that just arrived).
+_generation: list = [0]
+
+# Bump the version and tell every process, in one round trip.
+_REVOKE = """
+local version = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], 'r ' .. version .. ' ' .. ARGV[2])
+return version
+"""
 
 
 def _context_from_key(api_key) -> KeyContext:
@@ -119,6 +133,7 @@ def key_context_for(
 
 
 def key_cache_invalidate(key_hash: str | None = None) -> None:
+    _generation[0] += 1
     if key_hash is None:
         _cache.clear()
     else:
@@ -131,12 +146,30 @@ def on_key_revoked(key_hash: str) -> None:
     client = sync_redis()
     if client is not None:
         try:
-            client.incr(REVOCATION_VERSION_KEY)
+            client.eval(_REVOKE, 1, REVOCATION_VERSION_KEY, shared_state.CHANNEL, key_hash)
         except redis_errors as exc:
             redis_failed(exc, "key revocation")
 
 
+def revocation_version_seen(version: int) -> None:
+    """The current revocation version (read from Redis): drop the cache when it moved."""
+    if version != _seen_version[0]:
+        key_cache_invalidate()
+        _seen_version[0] = version
+
+
+def revocation_event(version: int, key_hash: str) -> None:
+    """A revocation published by some process: forget that key now. The version is adopted
+    only when it is the next one; after a missed event the background re-read sees the
+    version move and clears the whole cache."""
+    key_cache_invalidate(key_hash)
+    if _seen_version[0] is not None and version == _seen_version[0] + 1:
+        _seen_version[0] = version
+
+
 async def _check_revocation_version() -> None:
+    if shared_state.fresh():
+        return  # revocations are pushed to this process (routing/shared_state.py)
     client = async_redis()
     if client is None:
         return
@@ -145,9 +178,7 @@ async def _check_revocation_version() -> None:
     except redis_errors as exc:
         redis_failed(exc, "key revocation")
         return
-    if version != _seen_version[0]:
-        _cache.clear()
-        _seen_version[0] = version
+    revocation_version_seen(int(version or 0))
 
 
 def raw_key_of(authorization: str | None, x_api_key: str | None) -> str | None:
@@ -197,11 +228,13 @@ async def authenticate_key(*, raw: str | None, remote_addr: str | None) -> KeyCo
     now = time.monotonic()
     cached = _cache.get(digest)
     if cached is None or cached[0] < now:
+        generation = _generation[0]
         ctx = await db_call(key_context_load, key_hash=digest)
         ttl = settings.ROUTING_KEY_CACHE_SECONDS if ctx is not None else NEGATIVE_TTL_SECONDS
         if len(_cache) >= MAX_CACHE_ENTRIES:
             _cache.clear()
-        _cache[digest] = (now + ttl, ctx)
+        if generation == _generation[0]:
+            _cache[digest] = (now + ttl, ctx)
     else:
         ctx = cached[1]
     if ctx is None or ctx.revoked:

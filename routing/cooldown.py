@@ -14,8 +14,13 @@ organization (answers about that organization's requests, e.g. a 403 policy refu
 tenant's refusals never cool a shared route down for the others.
 
 Shared across processes through Redis (a failure counter with the window as its TTL, a
-cooldown key with the cooldown as its TTL, a probe key). When Redis is down the same logic
-runs on in-process state, so the gateway keeps serving. See docs/reliability.md.
+cooldown key with the cooldown as its TTL, a probe key). The request path reads no Redis:
+every opening and closing is published and mirrored in each process (routing/shared_state.py),
+so a breaker that opens or closes anywhere is effective everywhere within 250 ms; until that
+mirror is fresh a request reads the cooldown keys itself (one pipelined round trip). Taking a
+half-open probe lock stays a round trip (only when no closed route is left). When Redis is
+down the same logic runs on in-process state, so the gateway keeps serving. See
+docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import time
 
 from django.conf import settings
 
+from routing import shared_state
 from routing.errors import GatewayError
-from routing.redis import async_redis, redis_errors, redis_failed
+from routing.redis import async_redis, redis_errors, redis_failed, sync_redis
 
 PREFIX = "tf:cooldown:"
 
@@ -35,6 +41,8 @@ if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 if n >= tonumber(ARGV[2]) or ARGV[4] == '1' then
   redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
   redis.call('DEL', KEYS[1])
+  redis.call('SADD', KEYS[4], ARGV[6])
+  redis.call('PUBLISH', ARGV[7], 'o ' .. ARGV[6] .. ' ' .. (tonumber(ARGV[3]) * 1000))
   if ARGV[4] == '1' then
     redis.call('SET', KEYS[3], '1', 'EX', ARGV[5])
   else
@@ -49,6 +57,10 @@ return 0
 _local_failures: dict[tuple, list[float]] = {}
 _local_until: dict[tuple, float] = {}
 _local_probe: dict[tuple, float] = {}
+
+# This process's copy of the open breakers in Redis (routing/shared_state.py keeps it):
+# (route_id, org_id or None) -> monotonic time its cooldown ends.
+_mirror: dict[tuple, float] = {}
 
 
 def _conf() -> tuple[int, int, int]:
@@ -73,6 +85,43 @@ def _key(kind: str, route_id: int, org_id: int | None = None) -> str:
     return f"{PREFIX}{kind}:{route_id}{_suffix(org_id)}"
 
 
+def _member(route_id: int, org_id: int | None) -> str:
+    """A breaker's name in the set of open breakers (its "on" key without the prefix)."""
+    return f"{route_id}{_suffix(org_id)}"
+
+
+def _scope_of(member: str) -> tuple | None:
+    route, _, org = member.partition(":o")
+    try:
+        return int(route), (int(org) if org else None)
+    except ValueError:
+        return None
+
+
+def mirror_replace(opened: dict[str, int], *, now: float) -> None:
+    """A full re-read: `opened` maps each open breaker to its PTTL in ms (-1: no expiry)."""
+    fresh = {}
+    for member, ttl in opened.items():
+        scope = _scope_of(member)
+        if scope is not None:
+            fresh[scope] = now + (ttl / 1000 if ttl >= 0 else float(_conf()[2]))
+    _mirror.clear()
+    _mirror.update(fresh)
+
+
+def mirror_open(member: str, ttl_ms: int) -> None:
+    scope = _scope_of(member)
+    if scope is not None:
+        _mirror[scope] = time.monotonic() + ttl_ms / 1000
+
+
+def mirror_close(members: list[str]) -> None:
+    for member in members:
+        scope = _scope_of(member)
+        if scope is not None:
+            _mirror.pop(scope, None)
+
+
 def _local_remaining(route_id: int, org_id: int | None) -> float:
     until = _local_until.get((route_id, org_id))
     return max(0.0, until - time.monotonic()) if until is not None else 0.0
@@ -80,14 +129,23 @@ def _local_remaining(route_id: int, org_id: int | None) -> float:
 
 async def _remaining(route_ids: list[int], org_id: int | None) -> dict[int, float]:
     """Seconds of cooldown left per route (the longer of its global and organization
-    breakers); routes that are closed are absent. One round trip."""
+    breakers); routes that are closed are absent. No round trip while the pushed copy is
+    fresh, else one."""
     left: dict[int, float] = {}
     scopes = [None] if org_id is None else [None, org_id]
+    now = time.monotonic()
     for rid in route_ids:
         for scope in scopes:
             value = _local_remaining(rid, scope)
             if value > 0:
                 left[rid] = max(left.get(rid, 0.0), value)
+    if shared_state.fresh():
+        for rid in route_ids:
+            for scope in scopes:
+                until = _mirror.get((rid, scope))
+                if until is not None and until > now:
+                    left[rid] = max(left.get(rid, 0.0), until - now)
+        return left
     client = async_redis()
     if client is not None:
         try:
@@ -163,16 +221,21 @@ async def failure_record(route_id: int, *, org_id: int | None = None, reopen: bo
         try:
             result = await client.eval(
                 _FAIL_SCRIPT,
-                3,
+                4,
                 _key("fail", route_id, org_id),
                 _key("on", route_id, org_id),
                 _key("probe", route_id, org_id),
+                shared_state.OPEN_BREAKERS_KEY,
                 window,
                 failures,
                 seconds,
                 "1" if reopen else "0",
                 _probe_interval(),
+                _member(route_id, org_id),
+                shared_state.CHANNEL,
             )
+            if result:  # this process sees it at once; the others through the event
+                _mirror[(route_id, org_id)] = time.monotonic() + seconds
             return bool(result)
         except redis_errors as exc:
             redis_failed(exc, "cooldown")
@@ -198,21 +261,50 @@ async def success_record(route_id: int, *, org_id: int | None = None) -> None:
         _local_until.pop((route_id, scope), None)
         _local_failures.pop((route_id, scope), None)
         _local_probe.pop((route_id, scope), None)
+        _mirror.pop((route_id, scope), None)
     client = async_redis()
     if client is not None:
         try:
-            await client.delete(
-                *[
-                    _key(kind, route_id, scope)
-                    for scope in scopes
-                    for kind in ("on", "fail", "probe")
-                ]
-            )
+            await _close_pipeline(client, route_id, scopes).execute()
         except redis_errors as exc:
             redis_failed(exc, "cooldown")
 
 
+def _close_pipeline(client, route_id: int, scopes: list):
+    """Close breakers in Redis and tell every process (one round trip)."""
+    members = [_member(route_id, scope) for scope in scopes]
+    pipe = client.pipeline(transaction=False)
+    pipe.delete(
+        *[_key(kind, route_id, scope) for scope in scopes for kind in ("on", "fail", "probe")]
+    )
+    pipe.srem(shared_state.OPEN_BREAKERS_KEY, *members)
+    pipe.publish(shared_state.CHANNEL, "c " + " ".join(members))
+    return pipe
+
+
+def breaker_open_now(route_id: int, *, org_id: int | None = None, seconds: int | None = None):
+    """Operators and tests: open a breaker from synchronous code, as failures would."""
+    client = sync_redis()
+    if client is None:
+        return
+    seconds = seconds or _conf()[2]
+    member = _member(route_id, org_id)
+    pipe = client.pipeline(transaction=False)
+    pipe.set(_key("on", route_id, org_id), "1", ex=seconds)
+    pipe.sadd(shared_state.OPEN_BREAKERS_KEY, member)
+    pipe.publish(shared_state.CHANNEL, f"o {member} {seconds * 1000}")
+    pipe.execute()
+
+
+def breaker_close_now(route_id: int, *, org_id: int | None = None) -> None:
+    """Operators and tests: close a route's breakers (global, and `org_id`'s) at once."""
+    client = sync_redis()
+    if client is not None:
+        _close_pipeline(client, route_id, [None] if org_id is None else [None, org_id]).execute()
+
+
 def cooldown_reset_local() -> None:
+    _mirror.clear()
     _local_failures.clear()
     _local_until.clear()
     _local_probe.clear()

@@ -468,7 +468,18 @@ async def _plan(
             rpm_limit=ctx.rpm_limit,
             tpm_limit=ctx.tpm_limit,
             tokens=prompt_estimate,
+            stream_limit=ctx.max_concurrent_streams if stream else None,  # same round trip
+            request_id=request_id,
         )
+        if not decision.allowed and decision.limit == "streams":
+            raise GatewayError(
+                429,
+                f"This key already has {ctx.max_concurrent_streams} concurrent streams open "
+                "(max_concurrent_streams); wait for one to finish.",
+                type="rate_limit_error",
+                code="too_many_streams",
+                headers={"Retry-After": "1"},
+            )
         if not decision.allowed:
             what = "requests" if decision.limit == "rpm" else "tokens"
             raise GatewayError(
@@ -1317,18 +1328,7 @@ async def _completion_stream(
         researcher_run_id=researcher_run_id,
         stream=True,
     )
-    plan.dropped = dropped
-    if ctx.api_key_id is not None and not await ratelimit.stream_acquire(
-        key_id=ctx.api_key_id, limit=ctx.max_concurrent_streams, request_id=request_id
-    ):
-        raise GatewayError(
-            429,
-            f"This key already has {ctx.max_concurrent_streams} concurrent streams open "
-            "(max_concurrent_streams); wait for one to finish.",
-            type="rate_limit_error",
-            code="too_many_streams",
-            headers={"Retry-After": "1"},
-        )
+    plan.dropped = dropped  # its stream slot, if the key has a limit, was taken by _plan
     client = http_client()
     options = body.get("stream_options")
     client_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))

@@ -1,13 +1,16 @@
 """A route cooling down is skipped for the next requests of a model already cached in the
-worker, and used again once its cooldown ends (the hot path reads the flag from Redis)."""
+worker, and used again once its cooldown ends (the hot path reads the breakers pushed to the
+process, at most `STALENESS_BOUND_SECONDS` old)."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from routing import cooldown
 from routing.models import Route
-from routing.redis import sync_redis
+from routing.shared_state import STALENESS_BOUND_SECONDS as cooldown_bound
 from tests.routing.conftest import apply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,8 +49,8 @@ def test_a_cooling_route_is_skipped_when_its_flag_comes_with_the_key_check(
     first = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG)
     assert first.headers["x-tokenforge-route"] == "relay-a/gpt-4o-mini"  # model now cached
     route_id = Route.objects.get(upstream__name="relay-a").pk
-    redis = sync_redis()
-    redis.set(f"{cooldown.PREFIX}on:{route_id}", "1", ex=30)
+    cooldown.breaker_open_now(route_id, seconds=30)  # as failures in any process would
+    time.sleep(cooldown_bound)
     try:
         for _ in range(3):
             raw = client.chat.completions.with_raw_response.create(
@@ -55,6 +58,7 @@ def test_a_cooling_route_is_skipped_when_its_flag_comes_with_the_key_check(
             )
             assert raw.headers["x-tokenforge-route"] == "official/gpt-4o-mini"
     finally:
-        redis.delete(f"{cooldown.PREFIX}on:{route_id}")
+        cooldown.breaker_close_now(route_id)
+    time.sleep(cooldown_bound)
     raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG)
     assert raw.headers["x-tokenforge-route"] == "relay-a/gpt-4o-mini"

@@ -1,0 +1,66 @@
+"""routing/shared_state.py inside one process: the listener of a short-lived loop (a Celery
+task's `asyncio.run`) ends with its loop, and a missed revocation event is caught by the
+re-read of the version."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from routing import auth, cooldown, shared_state
+from routing.redis import sync_redis
+
+
+def _subscribers() -> int:
+    return dict(sync_redis().pubsub_numsub(shared_state.CHANNEL))[shared_state.CHANNEL.encode()]
+
+
+def test_a_short_lived_loop_starts_its_listener_and_leaves_nothing_behind():
+    before = _subscribers()
+
+    async def work():
+        await cooldown.cooled_down([424242])  # first use: starts this loop's listener
+        deadline = time.monotonic() + 3
+        while not shared_state.fresh():
+            assert time.monotonic() < deadline, "the listener never synced"
+            await asyncio.sleep(0.01)
+        assert _subscribers() == before + 1
+        # An opening published elsewhere reaches this process through the channel.
+        cooldown.breaker_open_now(424242, seconds=5)
+        deadline = time.monotonic() + shared_state.STALENESS_BOUND_SECONDS
+        while not await cooldown.cooled_down([424242]):
+            assert time.monotonic() < deadline, "the opening was not pushed within the bound"
+            await asyncio.sleep(0.005)
+        cooldown.breaker_close_now(424242)
+        deadline = time.monotonic() + shared_state.STALENESS_BOUND_SECONDS
+        while await cooldown.cooled_down([424242]):
+            assert time.monotonic() < deadline, "the closing was not pushed within the bound"
+            await asyncio.sleep(0.005)
+        loop = asyncio.get_running_loop()
+        return loop, shared_state._listeners[loop].task
+
+    try:
+        loop, task = asyncio.run(work())
+    finally:
+        cooldown.breaker_close_now(424242)
+        cooldown.cooldown_reset_local()
+    assert task.cancelled()  # asyncio.run cancelled it with the loop
+    assert loop not in shared_state._listeners  # nothing keeps the closed loop alive
+    deadline = time.monotonic() + 2
+    while _subscribers() != before:  # its connection is closed
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_a_missed_revocation_event_clears_the_whole_cache_at_the_next_re_read():
+    auth.key_cache_invalidate()
+    auth._seen_version[0] = 10
+    auth._cache["a"] = (time.monotonic() + 60, None)
+    auth._cache["b"] = (time.monotonic() + 60, None)
+    auth.revocation_event(11, "a")  # the next version: adopted, only that key dropped
+    assert "a" not in auth._cache and "b" in auth._cache and auth._seen_version[0] == 11
+    auth.revocation_event(13, "c")  # version 12's event was lost: not adopted
+    assert "b" in auth._cache and auth._seen_version[0] == 11
+    auth.revocation_version_seen(13)  # the re-read sees the version moved
+    assert auth._cache == {} and auth._seen_version[0] == 13
+    auth._seen_version[0] = None

@@ -158,6 +158,33 @@ def worker(env, ids, concurrency, seconds, start_at, queue) -> None:
     queue.put((latencies, errors[:5], len(errors)))
 
 
+def _cpu_seconds(procs) -> dict[str, float]:
+    """CPU seconds used so far by the client processes and by every PostgreSQL backend of the
+    bench database (read from /proc: PostgreSQL on this host, else the server figure is 0).
+    On a shared machine CPU per pair is steadier than pairs per second."""
+    import psycopg
+
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used(pid: int) -> float:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        pids = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return {
+        "client": sum(used(p.pid) for p in procs),
+        **{f"pg{pid}": used(pid) for (pid,) in pids},
+    }
+
+
 def measure(processes: int, concurrency: int, seconds: float) -> str:
     env = {**tokenforge_env(), "LOG_LEVEL": "WARNING"}
     ids = prepare(env)
@@ -172,6 +199,10 @@ def measure(processes: int, concurrency: int, seconds: float) -> str:
     ]
     for proc in procs:
         proc.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu_before = _cpu_seconds(procs)
+    time.sleep(max(0.0, start_at + seconds - time.time()))
+    cpu_after = _cpu_seconds(procs)
     results = [queue.get(timeout=seconds + 120) for _ in procs]
     for proc in procs:
         proc.join(timeout=30)
@@ -179,6 +210,9 @@ def measure(processes: int, concurrency: int, seconds: float) -> str:
     n_errors = sum(n for _, _, n in results)
     samples = [e for _, errs, _ in results for e in errs][:3]
     rate = len(latencies) / seconds
+    client_cpu = cpu_after["client"] - cpu_before["client"]
+    server_cpu = sum(v - cpu_before.get(k, 0.0) for k, v in cpu_after.items() if k != "client")
+    pairs_done = max(1, len(latencies))
     lat_sorted = sorted(latencies) or [0.0]
     p50 = statistics.median(lat_sorted) * 1000
     p99 = lat_sorted[min(len(lat_sorted) - 1, int(len(lat_sorted) * 0.99))] * 1000
@@ -206,9 +240,11 @@ def measure(processes: int, concurrency: int, seconds: float) -> str:
         "(`routing.engine`: one SQL statement to place a hold, one to capture it with its "
         "transaction, postings and full usage record; psycopg async connections).",
         "",
-        "| pairs | pairs/s | pair p50 ms | pair p99 ms | errors |",
-        "| ---: | ---: | ---: | ---: | ---: |",
-        f"| {len(latencies):,} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {n_errors} |",
+        "| pairs | pairs/s | pair p50 ms | pair p99 ms | errors | client CPU ms/pair "
+        "| PostgreSQL CPU ms/pair |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {len(latencies):,} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {n_errors} "
+        f"| {client_cpu * 1000 / pairs_done:.3f} | {server_cpu * 1000 / pairs_done:.3f} |",
         "",
         f"Target: at least 1,000 pairs per second: {verdict}.",
         "",

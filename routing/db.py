@@ -108,6 +108,12 @@ class _LoopPool:
         self.slots = asyncio.Semaphore(size)
 
     async def fetchone(self, sql: str, params: dict):
+        return await self._run(sql, params, all_rows=False)
+
+    async def fetchall(self, sql: str, params: dict) -> list:
+        return await self._run(sql, params, all_rows=True)
+
+    async def _run(self, sql: str, params: dict, *, all_rows: bool):
         async with self.slots:
             conn = None
             now = time.monotonic()
@@ -123,9 +129,9 @@ class _LoopPool:
             reusable = False
             try:
                 cursor = await conn.execute(sql, params)
-                row = await cursor.fetchone()
+                rows = await (cursor.fetchall() if all_rows else cursor.fetchone())
                 reusable = True
-                return row
+                return rows
             except psycopg.Error:
                 reusable = (
                     not conn.broken and conn.info.transaction_status == TransactionStatus.IDLE
@@ -209,6 +215,19 @@ def _settle_waiters(done: asyncio.Future, waiters: asyncio.Future) -> None:
         waiters.set_result(None)
 
 
+def _loop_pools() -> tuple[_LoopPool, _LoopPool]:
+    """This loop's (asynchronous-commit, durable) pools, created with its flush barrier."""
+    loop = asyncio.get_running_loop()
+    pools = _POOLS.get(loop)
+    if pools is None:
+        size = getattr(settings, "DB_ASYNC_POOL_SIZE", 4)
+        durable_pool = _LoopPool(size)
+        pools = (_LoopPool(size, synchronous_commit=False), durable_pool)
+        _BARRIERS[loop] = _FlushBarrier(durable_pool)
+        _POOLS[loop] = pools
+    return pools
+
+
 async def pg_fetchone(sql: str, params: dict, *, durable: bool = True):
     """Run one statement (its own transaction) on this loop's pool; the first row or None.
 
@@ -219,19 +238,111 @@ async def pg_fetchone(sql: str, params: dict, *, durable: bool = True):
     (`durable=False`): a hold moves no money, and the capture or void that resolves it
     flushes it too (docs/billing.md).
     """
-    loop = asyncio.get_running_loop()
-    pools = _POOLS.get(loop)
-    if pools is None:
-        size = getattr(settings, "DB_ASYNC_POOL_SIZE", 4)
-        durable_pool = _LoopPool(size)
-        pools = (_LoopPool(size, synchronous_commit=False), durable_pool)
-        _BARRIERS[loop] = _FlushBarrier(durable_pool)
-        _POOLS[loop] = pools
+    pools = _loop_pools()
     try:
         row = await pools[0].fetchone(sql, params)
         if durable:
-            await _BARRIERS[loop].wait()
+            await _BARRIERS[asyncio.get_running_loop()].wait()
         return row
+    except psycopg.Error as exc:
+        raise _django_error(exc) from exc
+
+
+class _CaptureBatcher:
+    """Group commit of captures: the captures that arrive while one batch runs go together
+    in the next, as ONE statement (ledger.services.holds.capture_batch_statement), so the hot
+    wallet row is locked, and a round trip and a commit paid, once per batch instead of once
+    per capture. No timer: a lone capture runs at once; under load the batches grow by
+    themselves. Every item is durable (a flush barrier started after the batch committed)
+    before its caller hears of it. A batch is one transaction: if it fails, each of its items
+    is run again on its own, so one bad item fails only its own request."""
+
+    MAX_ITEMS = 64
+
+    def __init__(self, pool, barrier, build: Callable[[list], tuple[str, dict]]) -> None:
+        self.pool = pool
+        self.barrier = barrier
+        self.build = build
+        self.queue: list[tuple[Any, asyncio.Future]] = []
+        self.draining: asyncio.Task | None = None
+        self.settling: set[asyncio.Task] = set()
+
+    async def submit(self, item: Any):
+        """The item's row (None: its hold was not pending); raises the item's own error."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.queue.append((item, waiter))
+        if self.draining is None:
+            self.draining = asyncio.ensure_future(self._drain())
+        # A cancelled caller does not take its capture out of the batch: it still happens.
+        return await asyncio.shield(waiter)
+
+    async def _drain(self) -> None:
+        try:
+            while self.queue:
+                batch = self.queue[: self.MAX_ITEMS]
+                del self.queue[: self.MAX_ITEMS]
+                outcomes = await self._execute([item for item, _ in batch])
+                task = asyncio.ensure_future(self._settle(batch, outcomes))
+                self.settling.add(task)
+                task.add_done_callback(self.settling.discard)
+        finally:
+            self.draining = None
+
+    async def _execute(self, items: list) -> list:
+        """Per item: its row, None, or the exception it failed with."""
+        try:
+            sql, params = self.build(items)
+            if len(items) == 1:  # the single statement: its row, unnumbered
+                return [await self.pool.fetchone(sql, params)]
+            rows = await self.pool.fetchall(sql, params)
+        except Exception as exc:  # noqa: BLE001 - handed to the item(s) it belongs to
+            if len(items) == 1:
+                return [exc]
+            # Nothing of the batch was committed (one transaction): each item on its own.
+            outcomes = []
+            for item in items:
+                outcomes.extend(await self._execute([item]))
+            return outcomes
+        outcomes: list = [None] * len(items)
+        for row in rows:
+            outcomes[row[0] - 1] = tuple(row[1:])
+        return outcomes
+
+    async def _settle(self, batch: list, outcomes: list) -> None:
+        barrier_error = None
+        if any(not isinstance(o, BaseException) for o in outcomes):
+            try:
+                await self.barrier.wait()
+            except Exception as exc:  # noqa: BLE001 - every committed item must hear of it
+                barrier_error = exc
+        for (_, waiter), outcome in zip(batch, outcomes, strict=True):
+            if waiter.done():
+                continue
+            if isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+            elif barrier_error is not None:
+                waiter.set_exception(barrier_error)
+            else:
+                waiter.set_result(outcome)
+
+
+_BATCHERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+async def pg_capture(*, hold_id, cost, usage: dict | None, now):
+    """Capture a hold through this loop's batcher; the single capture statement's row, or None
+    when the hold was not pending. Durable when it returns."""
+    from ledger.services import holds
+
+    item = holds.capture_batch_item(hold_id=hold_id, cost=cost, usage=usage, now=now)
+    loop = asyncio.get_running_loop()
+    batcher = _BATCHERS.get(loop)
+    if batcher is None:
+        pools = _loop_pools()
+        batcher = _CaptureBatcher(pools[0], _BARRIERS[loop], holds.capture_batch_statement)
+        _BATCHERS[loop] = batcher
+    try:
+        return await batcher.submit(item)
     except psycopg.Error as exc:
         raise _django_error(exc) from exc
 
@@ -239,6 +350,7 @@ async def pg_fetchone(sql: str, params: dict, *, durable: bool = True):
 async def pg_pool_close() -> None:
     """Close this loop's connections (short-lived loops: a Celery task's `asyncio.run`)."""
     _BARRIERS.pop(asyncio.get_running_loop(), None)
+    _BATCHERS.pop(asyncio.get_running_loop(), None)
     for pool in _POOLS.pop(asyncio.get_running_loop(), ()):
         for conn, _ in pool.idle:
             await conn.close()

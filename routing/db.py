@@ -248,32 +248,37 @@ async def pg_fetchone(sql: str, params: dict, *, durable: bool = True):
         raise _django_error(exc) from exc
 
 
-class _CaptureBatcher:
-    """Group commit of captures: the captures that arrive while one batch runs go together
-    in the next, as ONE statement (ledger.services.holds.capture_batch_statement), so the hot
-    wallet row is locked, and a round trip and a commit paid, once per batch instead of once
-    per capture. No timer: a lone capture runs at once; under load the batches grow by
-    themselves. Every item is durable (a flush barrier started after the batch committed)
-    before its caller hears of it. A batch is one transaction: if it fails, each of its items
-    is run again on its own, so one bad item fails only its own request."""
+class _Fallback(Exception):
+    """A batch that placed nothing and wants its items run one by one."""
+
+
+class _Batcher:
+    """Group commit of ledger statements on a hot wallet: the items that arrive while one batch
+    runs go together in the next, as ONE statement (`run_many`), so the wallet row is locked,
+    and a round trip and a commit paid, once per batch instead of once per item. No timer: a
+    lone item runs at once (`run_one`, the single statement); under load the batches grow by
+    themselves. A batch is one transaction, all or nothing: if it fails, each of its items is
+    run again on its own, so one bad item fails only its own request. With a `barrier` every
+    item is durable (a flush barrier started after its batch committed) before its caller
+    hears of it."""
 
     MAX_ITEMS = 64
 
-    def __init__(self, pool, barrier, build: Callable[[list], tuple[str, dict]]) -> None:
-        self.pool = pool
+    def __init__(self, run_one, run_many, barrier: _FlushBarrier | None) -> None:
+        self.run_one = run_one
+        self.run_many = run_many
         self.barrier = barrier
-        self.build = build
         self.queue: list[tuple[Any, asyncio.Future]] = []
         self.draining: asyncio.Task | None = None
         self.settling: set[asyncio.Task] = set()
 
     async def submit(self, item: Any):
-        """The item's row (None: its hold was not pending); raises the item's own error."""
+        """The item's row; raises the item's own error."""
         waiter = asyncio.get_running_loop().create_future()
         self.queue.append((item, waiter))
         if self.draining is None:
             self.draining = asyncio.ensure_future(self._drain())
-        # A cancelled caller does not take its capture out of the batch: it still happens.
+        # A cancelled caller does not take its item out of the batch: it still happens.
         return await asyncio.shield(waiter)
 
     async def _drain(self) -> None:
@@ -282,6 +287,9 @@ class _CaptureBatcher:
                 batch = self.queue[: self.MAX_ITEMS]
                 del self.queue[: self.MAX_ITEMS]
                 outcomes = await self._execute([item for item, _ in batch])
+                if self.barrier is None:
+                    self._hand_out(batch, outcomes, None)
+                    continue
                 task = asyncio.ensure_future(self._settle(batch, outcomes))
                 self.settling.add(task)
                 task.add_done_callback(self.settling.discard)
@@ -289,24 +297,24 @@ class _CaptureBatcher:
             self.draining = None
 
     async def _execute(self, items: list) -> list:
-        """Per item: its row, None, or the exception it failed with."""
-        try:
-            sql, params = self.build(items)
-            if len(items) == 1:  # the single statement: its row, unnumbered
-                return [await self.pool.fetchone(sql, params)]
-            rows = await self.pool.fetchall(sql, params)
-        except Exception as exc:  # noqa: BLE001 - handed to the item(s) it belongs to
-            if len(items) == 1:
+        """Per item: its row, or the exception it failed with."""
+        if len(items) == 1:
+            try:
+                return [await self.run_one(items[0])]
+            except Exception as exc:  # noqa: BLE001 - handed to the item it belongs to
                 return [exc]
-            # Nothing of the batch was committed (one transaction): each item on its own.
+        try:
+            return await self.run_many(items)
+        except Exception as exc:  # noqa: BLE001 - handed to its items, or each run on its own
+            if isinstance(exc, psycopg.Error) and exc.sqlstate is None:
+                # The connection failed: the batch may have committed, so no item is re-run
+                # here (a capture's caller retries it: idempotent; a hold fails, as alone).
+                return [exc] * len(items)
+            # The server refused it: nothing of the batch was committed.
             outcomes = []
             for item in items:
                 outcomes.extend(await self._execute([item]))
             return outcomes
-        outcomes: list = [None] * len(items)
-        for row in rows:
-            outcomes[row[0] - 1] = tuple(row[1:])
-        return outcomes
 
     async def _settle(self, batch: list, outcomes: list) -> None:
         barrier_error = None
@@ -315,18 +323,61 @@ class _CaptureBatcher:
                 await self.barrier.wait()
             except Exception as exc:  # noqa: BLE001 - every committed item must hear of it
                 barrier_error = exc
+        self._hand_out(batch, outcomes, barrier_error)
+
+    @staticmethod
+    def _hand_out(batch: list, outcomes: list, error: BaseException | None) -> None:
         for (_, waiter), outcome in zip(batch, outcomes, strict=True):
             if waiter.done():
                 continue
             if isinstance(outcome, BaseException):
                 waiter.set_exception(outcome)
-            elif barrier_error is not None:
-                waiter.set_exception(barrier_error)
+            elif error is not None:
+                waiter.set_exception(error)
             else:
                 waiter.set_result(outcome)
 
 
 _BATCHERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _batchers() -> dict[str, _Batcher]:
+    """This loop's batchers: "capture" (durable) and "place"."""
+    loop = asyncio.get_running_loop()
+    batchers = _BATCHERS.get(loop)
+    if batchers is None:
+        from ledger.services import holds
+
+        pool = _loop_pools()[0]
+
+        async def capture_one(item):
+            return await pool.fetchone(*holds.capture_batch_statement([item]))
+
+        async def capture_many(items):
+            outcomes: list = [None] * len(items)  # no row: the hold was not pending
+            for row in await pool.fetchall(*holds.capture_batch_statement(items)):
+                outcomes[row[0] - 1] = tuple(row[1:])
+            return outcomes
+
+        async def place_one(item):
+            return await pool.fetchone(*item)
+
+        async def place_many(items):
+            row = await pool.fetchone(*holds.place_batch_statement([p for _, p in items]))
+            if row[0] != len(items):
+                raise _Fallback
+            return [PLACED] * len(items)
+
+        batchers = {
+            "capture": _Batcher(capture_one, capture_many, _BARRIERS[loop]),
+            "place": _Batcher(place_one, place_many, None),
+        }
+        _BATCHERS[loop] = batchers
+    return batchers
+
+
+# The single place statement's row for a hold placed (ledger.services.holds.place_outcome).
+PLACED = (1, 0, 1, None, None, None)
 
 
 async def pg_capture(*, hold_id, cost, usage: dict | None, now):
@@ -335,14 +386,20 @@ async def pg_capture(*, hold_id, cost, usage: dict | None, now):
     from ledger.services import holds
 
     item = holds.capture_batch_item(hold_id=hold_id, cost=cost, usage=usage, now=now)
-    loop = asyncio.get_running_loop()
-    batcher = _BATCHERS.get(loop)
-    if batcher is None:
-        pools = _loop_pools()
-        batcher = _CaptureBatcher(pools[0], _BARRIERS[loop], holds.capture_batch_statement)
-        _BATCHERS[loop] = batcher
     try:
-        return await batcher.submit(item)
+        return await _batchers()["capture"].submit(item)
+    except psycopg.Error as exc:
+        raise _django_error(exc) from exc
+
+
+async def pg_place(sql: str, params: dict):
+    """Place a hold (`ledger.services.holds.place_statement`'s sql and params) through this
+    loop's batcher; that statement's row (a researcher step's hold runs on its own). Not
+    flushed: a hold moves no money (pg_fetchone)."""
+    if params.get("run") is not None:
+        return await pg_fetchone(sql, params, durable=False)
+    try:
+        return await _batchers()["place"].submit((sql, params))
     except psycopg.Error as exc:
         raise _django_error(exc) from exc
 

@@ -47,7 +47,7 @@ from routing import (
     usage_guard,
 )
 from routing.auth import KeyContext
-from routing.db import db_call, pg_capture, pg_fast_path, pg_fetchone
+from routing.db import db_call, pg_capture, pg_fast_path, pg_fetchone, pg_place
 from routing.errors import GatewayError
 from routing.http import http_client
 from routing.pricing import (
@@ -161,7 +161,7 @@ async def _ledger_place(
 
         sql, params = holds.place_statement(**kwargs, now=timezone.now(), ttl=ttl)
         try:
-            outcome = holds.place_outcome(await pg_fetchone(sql, params, durable=False))
+            outcome = holds.place_outcome(await pg_place(sql, params))
         except DatabaseError as exc:
             outcome = holds.place_refusal(exc)
             if outcome is None:

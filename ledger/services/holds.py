@@ -929,6 +929,80 @@ def capture_batch_statement(items: list[dict]) -> tuple[str, dict]:
     }
 
 
+# Holds in batches, all or nothing: the holds that arrive while one batch runs are placed by
+# ONE statement (routing.db.pg_place) that reserves their sum on the wallet and on each budget
+# counter with the single statement's guards (`posted >= held + sum`, `spent <= budget - sum -
+# reserved`). If the sum does not fit, or any item needs the ORM path (no wallet row, a budget
+# without a counter for this period), the statement places nothing and each item is placed
+# by the single statement on its own, which decides exactly as before.
+_PLACE_BATCH_SQL = """
+WITH req AS (
+    SELECT (e->>'hold')::uuid AS hold, (e->>'org')::bigint AS org, e->>'currency' AS currency,
+        (e->>'amount')::numeric AS amount, (e->>'project')::bigint AS project,
+        (e->>'key')::bigint AS key, e->>'request' AS request,
+        (e->>'expires')::timestamptz AS expires, (e->>'day')::date AS day,
+        (e->>'week')::date AS week, (e->>'month')::date AS month, o AS ord
+    FROM jsonb_array_elements(%(batch)s::jsonb) WITH ORDINALITY AS x(e, o)
+), wal AS (
+    SELECT req.ord, a.id FROM req JOIN ledger_account a
+        ON a.org_id = req.org AND a.currency = req.currency AND a.kind = 'wallet'
+), cnt AS (
+    SELECT req.ord, req.amount, b.amount AS budget_amount, b.project_id IS NOT NULL AS is_project,
+        c.id AS counter_id
+    FROM req JOIN ledger_budget b ON b.currency = req.currency AND b.removed_at IS NULL
+        AND (b.project_id = req.project OR b.api_key_id = req.key)
+    LEFT JOIN ledger_budgetcounter c ON c.budget_id = b.id AND c.period_start =
+        CASE b.period WHEN 'day' THEN req.day WHEN 'week' THEN req.week
+            WHEN 'month' THEN req.month ELSE DATE '1970-01-01' END
+), ok AS (
+    SELECT (SELECT count(*) FROM wal) = (SELECT count(*) FROM req)
+        AND NOT EXISTS (SELECT 1 FROM cnt WHERE counter_id IS NULL) AS ok
+), h AS (
+    INSERT INTO ledger_hold (id, org_id, wallet_id, amount, status, project_counter_id,
+        key_counter_id, run_counter_id, request_id, expires_at, created_at)
+    SELECT req.hold, req.org, wal.id, req.amount, 'pending',
+        (SELECT counter_id FROM cnt WHERE cnt.ord = req.ord AND is_project),
+        (SELECT counter_id FROM cnt WHERE cnt.ord = req.ord AND NOT is_project),
+        NULL, req.request, req.expires, now()
+    FROM req JOIN wal ON wal.ord = req.ord, ok
+    WHERE ok.ok
+    RETURNING id, wallet_id, amount
+), lk AS (
+    SELECT a.id FROM ledger_account a WHERE a.id IN (SELECT wallet_id FROM h)
+    ORDER BY a.id FOR NO KEY UPDATE
+), w AS (
+    UPDATE ledger_account a SET held = a.held + s.amount
+    FROM (SELECT wallet_id, sum(amount) AS amount FROM h GROUP BY wallet_id) s, lk
+    WHERE a.id = s.wallet_id AND lk.id = a.id AND a.posted >= a.held + s.amount
+    RETURNING a.id
+), c AS (
+    UPDATE ledger_budgetcounter bc SET reserved = bc.reserved + s.amount
+    FROM (SELECT counter_id, max(budget_amount) AS budget_amount, sum(amount) AS amount
+          FROM cnt GROUP BY counter_id) s
+    WHERE bc.id = s.counter_id AND bc.spent <= s.budget_amount - s.amount - bc.reserved
+        AND (SELECT count(*) FROM w) > 0
+    RETURNING bc.id
+)
+SELECT CASE WHEN NOT (SELECT ok FROM ok) THEN 0
+    WHEN (SELECT count(*) FROM w) < (SELECT count(DISTINCT wallet_id) FROM h)
+        THEN ('tokenforge: batch of holds refused: balance ' || (SELECT count(*) FROM h))::int
+    WHEN (SELECT count(*) FROM c) < (SELECT count(DISTINCT counter_id) FROM cnt)
+        THEN ('tokenforge: batch of holds refused: budget ' || (SELECT count(*) FROM h))::int
+    ELSE (SELECT count(*) FROM h) END
+"""
+
+_PLACE_FIELDS = ("hold", "org", "currency", "amount", "project", "key", "request", "expires")
+_PLACE_FIELDS += ("day", "week", "month")
+
+
+def place_batch_statement(items: list[dict]) -> tuple[str, dict]:
+    """One statement placing every hold of `items` (each the params of `place_statement`,
+    without a researcher run), all or nothing. Its one value: how many holds it placed, or
+    0 when nothing was placed (an item needs the ORM path); a refusal aborts it."""
+    batch = [{name: item[name] for name in _PLACE_FIELDS} for item in items]
+    return _PLACE_BATCH_SQL, {"batch": orjson.dumps(batch, default=_json_default).decode()}
+
+
 def capture_missing_system_account(exc: BaseException) -> bool:
     """A capture's posting needs the currency's revenue/shortfall account, created on first use:
     without it the posting's account is NULL and the whole statement is refused."""

@@ -141,6 +141,32 @@ def test_concurrent_pairs_on_one_wallet_share_statements_and_each_is_charged_exa
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_batch_spanning_two_wallets_charges_each_its_own(batch_sizes):
+    tenants = [make_tenant(credit="3"), make_tenant(credit="7")]
+    jobs = [(t, uuid.uuid4(), Decimal("0.0005") * (i + 1)) for i in range(30) for t in tenants]
+
+    async def pair(t, hold_id, cost):
+        await _place(t, hold_id)
+        await _ledger_capture(hold_id=hold_id, amount=cost, usage=_usage(t, f"r_{hold_id.hex}"))
+
+    async def scenario():
+        await asyncio.gather(*(pair(*job) for job in jobs))
+
+    run(scenario())
+    assert max(batch_sizes["place"]) > 1 and max(batch_sizes["capture"]) > 1, batch_sizes
+    for t, funded in zip(tenants, ("3", "7"), strict=True):
+        # costs above the hold (from the 21st) charge the hold, the rest booked to shortfall
+        spent = sum(min(cost, HOLD) for owner, _, cost in jobs if owner is t)
+        wallet = _wallet(t)
+        assert (wallet.posted, wallet.held) == (Decimal(funded) - spent, Decimal("0"))
+        assert UsageRecord.objects.filter(org=t.org).count() == 30
+        assert sum(r.cost for r in UsageRecord.objects.filter(org=t.org)) == sum(
+            cost for owner, _, cost in jobs if owner is t
+        )
+        _assert_balanced(t)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_one_failing_capture_in_a_batch_leaves_the_others_captured(batch_sizes):
     t = make_tenant(credit="10")
     ids = [uuid.uuid4() for _ in range(8)]

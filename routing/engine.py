@@ -92,8 +92,9 @@ async def _shielded(coro: Awaitable) -> Any:
 
 # --- ledger calls ------------------------------------------------------------------------------
 #
-# On PostgreSQL each is one SQL statement run straight from the event loop (routing.db
-# pg_fetchone; the statements live in ledger.services.holds next to the ORM path they mirror);
+# On PostgreSQL each is one SQL statement run straight from the event loop (routing.db:
+# pg_place and pg_capture batch the holds and captures that arrive together into one statement,
+# pg_fetchone runs the rest; the statements live in ledger.services.holds next to the ORM path);
 # elsewhere (SQLite for `make run`), and for the rare cases the statement hands back (a budget
 # counter to create, a budget refusal to name), the public ORM functions in a worker thread.
 

@@ -7,7 +7,8 @@ Rows are locked in one order everywhere: wallet, then its budget counters (proje
 every change to an org's counters in a currency happens under that wallet's row lock.
 
 On PostgreSQL each public function is one SQL statement (see "PostgreSQL fast path" below);
-the gateway runs the same statements on the event loop (routing/engine.py, routing/db.py).
+the gateway runs the same statements on the event loop (routing/engine.py, routing/db.py),
+and places holds and captures them in batches on a hot wallet ("... in batches" below).
 """
 
 from __future__ import annotations

@@ -108,6 +108,12 @@ class _LoopPool:
         self.slots = asyncio.Semaphore(size)
 
     async def fetchone(self, sql: str, params: dict):
+        return await self._run(sql, params, all_rows=False)
+
+    async def fetchall(self, sql: str, params: dict) -> list:
+        return await self._run(sql, params, all_rows=True)
+
+    async def _run(self, sql: str, params: dict, *, all_rows: bool):
         async with self.slots:
             conn = None
             now = time.monotonic()
@@ -123,9 +129,9 @@ class _LoopPool:
             reusable = False
             try:
                 cursor = await conn.execute(sql, params)
-                row = await cursor.fetchone()
+                rows = await (cursor.fetchall() if all_rows else cursor.fetchone())
                 reusable = True
-                return row
+                return rows
             except psycopg.Error:
                 reusable = (
                     not conn.broken and conn.info.transaction_status == TransactionStatus.IDLE
@@ -209,6 +215,19 @@ def _settle_waiters(done: asyncio.Future, waiters: asyncio.Future) -> None:
         waiters.set_result(None)
 
 
+def _loop_pools() -> tuple[_LoopPool, _LoopPool]:
+    """This loop's (asynchronous-commit, durable) pools, created with its flush barrier."""
+    loop = asyncio.get_running_loop()
+    pools = _POOLS.get(loop)
+    if pools is None:
+        size = getattr(settings, "DB_ASYNC_POOL_SIZE", 4)
+        durable_pool = _LoopPool(size)
+        pools = (_LoopPool(size, synchronous_commit=False), durable_pool)
+        _BARRIERS[loop] = _FlushBarrier(durable_pool)
+        _POOLS[loop] = pools
+    return pools
+
+
 async def pg_fetchone(sql: str, params: dict, *, durable: bool = True):
     """Run one statement (its own transaction) on this loop's pool; the first row or None.
 
@@ -219,19 +238,168 @@ async def pg_fetchone(sql: str, params: dict, *, durable: bool = True):
     (`durable=False`): a hold moves no money, and the capture or void that resolves it
     flushes it too (docs/billing.md).
     """
-    loop = asyncio.get_running_loop()
-    pools = _POOLS.get(loop)
-    if pools is None:
-        size = getattr(settings, "DB_ASYNC_POOL_SIZE", 4)
-        durable_pool = _LoopPool(size)
-        pools = (_LoopPool(size, synchronous_commit=False), durable_pool)
-        _BARRIERS[loop] = _FlushBarrier(durable_pool)
-        _POOLS[loop] = pools
+    pools = _loop_pools()
     try:
         row = await pools[0].fetchone(sql, params)
         if durable:
-            await _BARRIERS[loop].wait()
+            await _BARRIERS[asyncio.get_running_loop()].wait()
         return row
+    except psycopg.Error as exc:
+        raise _django_error(exc) from exc
+
+
+class _Fallback(Exception):
+    """A batch that placed nothing and wants its items run one by one."""
+
+
+class _Batcher:
+    """Group commit of ledger statements on a hot wallet: the items that arrive while one batch
+    runs go together in the next, as ONE statement (`run_many`), so the wallet row is locked,
+    and a round trip and a commit paid, once per batch instead of once per item. No timer: a
+    lone item runs at once (`run_one`, the single statement); under load the batches grow by
+    themselves. A batch is one transaction, all or nothing: if it fails, each of its items is
+    run again on its own, so one bad item fails only its own request. With a `barrier` every
+    item is durable (a flush barrier started after its batch committed) before its caller
+    hears of it."""
+
+    MAX_ITEMS = 64
+
+    def __init__(self, run_one, run_many, barrier: _FlushBarrier | None) -> None:
+        self.run_one = run_one
+        self.run_many = run_many
+        self.barrier = barrier
+        self.queue: list[tuple[Any, asyncio.Future]] = []
+        self.draining: asyncio.Task | None = None
+        self.settling: set[asyncio.Task] = set()
+
+    async def submit(self, item: Any):
+        """The item's row; raises the item's own error."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.queue.append((item, waiter))
+        if self.draining is None:
+            self.draining = asyncio.ensure_future(self._drain())
+        # A cancelled caller does not take its item out of the batch: it still happens.
+        return await asyncio.shield(waiter)
+
+    async def _drain(self) -> None:
+        try:
+            while self.queue:
+                batch = self.queue[: self.MAX_ITEMS]
+                del self.queue[: self.MAX_ITEMS]
+                outcomes = await self._execute([item for item, _ in batch])
+                if self.barrier is None:
+                    self._hand_out(batch, outcomes, None)
+                    continue
+                task = asyncio.ensure_future(self._settle(batch, outcomes))
+                self.settling.add(task)
+                task.add_done_callback(self.settling.discard)
+        finally:
+            self.draining = None
+
+    async def _execute(self, items: list) -> list:
+        """Per item: its row, or the exception it failed with."""
+        if len(items) == 1:
+            try:
+                return [await self.run_one(items[0])]
+            except Exception as exc:  # noqa: BLE001 - handed to the item it belongs to
+                return [exc]
+        try:
+            return await self.run_many(items)
+        except Exception as exc:  # noqa: BLE001 - handed to its items, or each run on its own
+            if isinstance(exc, psycopg.Error) and exc.sqlstate is None:
+                # The connection failed: the batch may have committed, so no item is re-run
+                # here (a capture's caller retries it: idempotent; a hold fails, as alone).
+                return [exc] * len(items)
+            # The server refused it: nothing of the batch was committed.
+            outcomes = []
+            for item in items:
+                outcomes.extend(await self._execute([item]))
+            return outcomes
+
+    async def _settle(self, batch: list, outcomes: list) -> None:
+        barrier_error = None
+        if any(not isinstance(o, BaseException) for o in outcomes):
+            try:
+                await self.barrier.wait()
+            except Exception as exc:  # noqa: BLE001 - every committed item must hear of it
+                barrier_error = exc
+        self._hand_out(batch, outcomes, barrier_error)
+
+    @staticmethod
+    def _hand_out(batch: list, outcomes: list, error: BaseException | None) -> None:
+        for (_, waiter), outcome in zip(batch, outcomes, strict=True):
+            if waiter.done():
+                continue
+            if isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+            elif error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(outcome)
+
+
+_BATCHERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _batchers() -> dict[str, _Batcher]:
+    """This loop's batchers: "capture" (durable) and "place"."""
+    loop = asyncio.get_running_loop()
+    batchers = _BATCHERS.get(loop)
+    if batchers is None:
+        from ledger.services import holds
+
+        pool = _loop_pools()[0]
+
+        async def capture_one(item):
+            return await pool.fetchone(*holds.capture_batch_statement([item]))
+
+        async def capture_many(items):
+            outcomes: list = [None] * len(items)  # no row: the hold was not pending
+            for row in await pool.fetchall(*holds.capture_batch_statement(items)):
+                outcomes[row[0] - 1] = tuple(row[1:])
+            return outcomes
+
+        async def place_one(item):
+            return await pool.fetchone(*item)
+
+        async def place_many(items):
+            row = await pool.fetchone(*holds.place_batch_statement([p for _, p in items]))
+            if row[0] != len(items):
+                raise _Fallback
+            return [PLACED] * len(items)
+
+        batchers = {
+            "capture": _Batcher(capture_one, capture_many, _BARRIERS[loop]),
+            "place": _Batcher(place_one, place_many, None),
+        }
+        _BATCHERS[loop] = batchers
+    return batchers
+
+
+# The single place statement's row for a hold placed (ledger.services.holds.place_outcome).
+PLACED = (1, 0, 1, None, None, None)
+
+
+async def pg_capture(*, hold_id, cost, usage: dict | None, now):
+    """Capture a hold through this loop's batcher; the single capture statement's row, or None
+    when the hold was not pending. Durable when it returns."""
+    from ledger.services import holds
+
+    item = holds.capture_batch_item(hold_id=hold_id, cost=cost, usage=usage, now=now)
+    try:
+        return await _batchers()["capture"].submit(item)
+    except psycopg.Error as exc:
+        raise _django_error(exc) from exc
+
+
+async def pg_place(sql: str, params: dict):
+    """Place a hold (`ledger.services.holds.place_statement`'s sql and params) through this
+    loop's batcher; that statement's row (a researcher step's hold runs on its own). Not
+    flushed: a hold moves no money (pg_fetchone)."""
+    if params.get("run") is not None:
+        return await pg_fetchone(sql, params, durable=False)
+    try:
+        return await _batchers()["place"].submit((sql, params))
     except psycopg.Error as exc:
         raise _django_error(exc) from exc
 
@@ -239,6 +407,7 @@ async def pg_fetchone(sql: str, params: dict, *, durable: bool = True):
 async def pg_pool_close() -> None:
     """Close this loop's connections (short-lived loops: a Celery task's `asyncio.run`)."""
     _BARRIERS.pop(asyncio.get_running_loop(), None)
+    _BATCHERS.pop(asyncio.get_running_loop(), None)
     for pool in _POOLS.pop(asyncio.get_running_loop(), ()):
         for conn, _ in pool.idle:
             await conn.close()

@@ -47,7 +47,7 @@ from routing import (
     usage_guard,
 )
 from routing.auth import KeyContext
-from routing.db import db_call, pg_fast_path, pg_fetchone
+from routing.db import db_call, pg_capture, pg_fast_path, pg_fetchone, pg_place
 from routing.errors import GatewayError
 from routing.http import http_client
 from routing.pricing import (
@@ -92,8 +92,9 @@ async def _shielded(coro: Awaitable) -> Any:
 
 # --- ledger calls ------------------------------------------------------------------------------
 #
-# On PostgreSQL each is one SQL statement run straight from the event loop (routing.db
-# pg_fetchone; the statements live in ledger.services.holds next to the ORM path they mirror);
+# On PostgreSQL each is one SQL statement run straight from the event loop (routing.db:
+# pg_place and pg_capture batch the holds and captures that arrive together into one statement,
+# pg_fetchone runs the rest; the statements live in ledger.services.holds next to the ORM path);
 # elsewhere (SQLite for `make run`), and for the rare cases the statement hands back (a budget
 # counter to create, a budget refusal to name), the public ORM functions in a worker thread.
 
@@ -161,7 +162,7 @@ async def _ledger_place(
 
         sql, params = holds.place_statement(**kwargs, now=timezone.now(), ttl=ttl)
         try:
-            outcome = holds.place_outcome(await pg_fetchone(sql, params, durable=False))
+            outcome = holds.place_outcome(await pg_place(sql, params))
         except DatabaseError as exc:
             outcome = holds.place_refusal(exc)
             if outcome is None:
@@ -175,14 +176,14 @@ async def _ledger_place(
     await db_call(_hold_place, **kwargs, ttl_seconds=ttl)
 
 
-async def _pg_settle(sql: str, params: dict):
-    """Run a capture/void statement; both are idempotent (guarded on the hold being pending),
-    so a connection lost mid-statement is simply retried once on a fresh connection."""
+async def _pg_settle(run):
+    """Run a capture/void statement (`run()`); both are idempotent (guarded on the hold being
+    pending), so a connection lost mid-statement is simply retried once on a fresh connection."""
     from ledger.services import holds
 
     for attempt in range(2):
         try:
-            return await pg_fetchone(sql, params)
+            return await run()
         except OperationalError:
             if attempt:
                 raise
@@ -197,10 +198,8 @@ async def _ledger_capture(*, hold_id, amount: Decimal, usage: dict | None) -> No
     if pg_fast_path():
         from ledger.services import holds
 
-        sql, params = holds.capture_statement(
-            hold_id=hold_id, cost=to_money(amount), usage=usage, now=timezone.now()
-        )
-        row = await _pg_settle(sql, params)
+        cost, now = to_money(amount), timezone.now()
+        row = await _pg_settle(lambda: pg_capture(hold_id=hold_id, cost=cost, usage=usage, now=now))
         if row is None:  # not pending: the request outlived its hold (or a retry's twin won)
             await db_call(_hold_capture_late, hold_id=hold_id, amount=amount, usage=usage)
         elif row[11]:
@@ -218,7 +217,7 @@ async def _ledger_void(*, hold_id, usage: dict | None) -> None:
         sql, params = holds.void_statement(
             hold_id=hold_id, usage=usage, expired=False, now=timezone.now()
         )
-        await _pg_settle(sql, params)
+        await _pg_settle(lambda: pg_fetchone(sql, params))
         return
     await db_call(_hold_void, hold_id=hold_id, usage=usage)
 

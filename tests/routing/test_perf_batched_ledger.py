@@ -1,0 +1,338 @@
+"""Holds and captures batched on a hot wallet (routing/db.py `_Batcher`, the batch statements in
+ledger/services/holds.py): many requests on one wallet share one statement, yet each keeps
+its own outcome, money moves exactly as one statement per request would move it, the ledger
+stays balanced, budgets and the balance are never exceeded, and no capture is reported
+before a flush barrier that started after its batch committed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import DataError, connections
+
+from ledger.errors import BudgetExceeded, InsufficientBalance
+from ledger.models import (
+    Account,
+    AccountKind,
+    BudgetCounter,
+    Hold,
+    HoldStatus,
+    Posting,
+    Transaction,
+    UsageRecord,
+)
+from ledger.services import holds
+from ledger.services.budgets import budget_set
+from ledger.services.reconcile import reconcile
+from routing import db as routing_db
+from routing.db import _Batcher, pg_pool_close
+from routing.engine import _ledger_capture, _ledger_place, _ledger_void
+from tests.routing.conftest import make_tenant
+
+HOLD = Decimal("0.0100000000")
+
+
+def run(coro):
+    """asyncio.run, then close this loop's ledger connections and Django's."""
+
+    async def wrapper():
+        try:
+            return await coro
+        finally:
+            await pg_pool_close()
+            await sync_to_async(connections.close_all)()
+
+    return asyncio.run(wrapper())
+
+
+def _usage(t, request_id: str, **extra) -> dict:
+    return {
+        "request_id": request_id,
+        "project_id": t.project.pk,
+        "api_key_id": t.api_key.pk,
+        "model": "m",
+        "wallet": "CREDIT",
+        "prompt_tokens": 3,
+        "completion_tokens": 4,
+        **extra,
+    }
+
+
+async def _place(t, hold_id, amount=HOLD):
+    await _ledger_place(
+        hold_id=hold_id,
+        org_id=t.org.pk,
+        currency="CREDIT",
+        amount=amount,
+        project_id=t.project.pk,
+        api_key_id=t.api_key.pk,
+        request_id=f"r_{hold_id.hex}",
+        ttl=300,
+    )
+
+
+@pytest.fixture
+def batch_sizes(monkeypatch):
+    """The size of every multi-item statement the batchers send, by kind."""
+    sizes: dict[str, list[int]] = {"place": [], "capture": []}
+    place, capture = holds.place_batch_statement, holds.capture_batch_statement
+
+    def place_batch(items):
+        sizes["place"].append(len(items))
+        return place(items)
+
+    def capture_batch(items):
+        if len(items) > 1:
+            sizes["capture"].append(len(items))
+        return capture(items)
+
+    monkeypatch.setattr(holds, "place_batch_statement", place_batch)
+    monkeypatch.setattr(holds, "capture_batch_statement", capture_batch)
+    return sizes
+
+
+def _wallet(t) -> Account:
+    return Account.objects.get(org=t.org, currency="CREDIT", kind=AccountKind.WALLET)
+
+
+def _assert_balanced(t) -> None:
+    report = reconcile(org=t.org)
+    assert report.ok, "\n".join(str(p) for p in report.problems)
+    for txn in Transaction.objects.filter(org=t.org):
+        assert sum(p.amount for p in Posting.objects.filter(transaction=txn)) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_pairs_on_one_wallet_share_statements_and_each_is_charged_exactly(
+    batch_sizes,
+):
+    t = make_tenant(credit="10")
+    budget_set(org=t.org, currency="CREDIT", amount=Decimal("5"), period="day", project=t.project)
+    costs = [Decimal("0.000123") * (i + 1) for i in range(60)]
+    ids = [uuid.uuid4() for _ in costs]
+
+    async def pair(hold_id, cost):
+        await _place(t, hold_id)
+        await _ledger_capture(hold_id=hold_id, amount=cost, usage=_usage(t, f"r_{hold_id.hex}"))
+
+    async def scenario():
+        await pair(uuid.uuid4(), Decimal("0"))  # creates today's budget counter (ORM path)
+        await asyncio.gather(*(pair(h, c) for h, c in zip(ids, costs, strict=True)))
+
+    run(scenario())
+    assert max(batch_sizes["place"]) > 1 and max(batch_sizes["capture"]) > 1, batch_sizes
+    total = sum(costs)
+    for hold_id, cost in zip(ids, costs, strict=True):
+        hold = Hold.objects.get(pk=hold_id)
+        assert (hold.status, hold.captured_amount) == (HoldStatus.CAPTURED, cost)
+        assert UsageRecord.objects.filter(hold_id=hold_id).count() == 1
+        record = UsageRecord.objects.get(hold_id=hold_id)
+        assert (record.cost, record.request_id) == (cost, f"r_{hold_id.hex}")
+        assert record.transaction.hold_id == hold_id
+    wallet = _wallet(t)
+    assert (wallet.posted, wallet.held) == (Decimal("10") - total, Decimal("0"))
+    counter = BudgetCounter.objects.get(budget__project=t.project)
+    assert (counter.spent, counter.reserved) == (total, Decimal("0"))
+    _assert_balanced(t)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_spanning_two_wallets_charges_each_its_own(batch_sizes):
+    tenants = [make_tenant(credit="3"), make_tenant(credit="7")]
+    jobs = [(t, uuid.uuid4(), Decimal("0.0005") * (i + 1)) for i in range(30) for t in tenants]
+
+    async def pair(t, hold_id, cost):
+        await _place(t, hold_id)
+        await _ledger_capture(hold_id=hold_id, amount=cost, usage=_usage(t, f"r_{hold_id.hex}"))
+
+    async def scenario():
+        await asyncio.gather(*(pair(*job) for job in jobs))
+
+    run(scenario())
+    assert max(batch_sizes["place"]) > 1 and max(batch_sizes["capture"]) > 1, batch_sizes
+    for t, funded in zip(tenants, ("3", "7"), strict=True):
+        # costs above the hold (from the 21st) charge the hold, the rest booked to shortfall
+        spent = sum(min(cost, HOLD) for owner, _, cost in jobs if owner is t)
+        wallet = _wallet(t)
+        assert (wallet.posted, wallet.held) == (Decimal(funded) - spent, Decimal("0"))
+        assert UsageRecord.objects.filter(org=t.org).count() == 30
+        assert sum(r.cost for r in UsageRecord.objects.filter(org=t.org)) == sum(
+            cost for owner, _, cost in jobs if owner is t
+        )
+        _assert_balanced(t)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_failing_capture_in_a_batch_leaves_the_others_captured(batch_sizes):
+    t = make_tenant(credit="10")
+    ids = [uuid.uuid4() for _ in range(8)]
+    bad = ids[3]
+
+    async def scenario():
+        await asyncio.gather(*(_place(t, h) for h in ids))
+        results = await asyncio.gather(
+            *(
+                _ledger_capture(
+                    hold_id=h,
+                    amount=Decimal("0.001"),
+                    # request_id is 64 characters at most: this item's INSERT fails
+                    usage=_usage(t, "x" * 200 if h == bad else f"r_{h.hex}"),
+                )
+                for h in ids
+            ),
+            return_exceptions=True,
+        )
+        return results
+
+    results = run(scenario())
+    assert batch_sizes["capture"] and batch_sizes["capture"][0] == len(ids)  # one batch first
+    assert isinstance(results[3], DataError), results
+    assert [r for i, r in enumerate(results) if i != 3] == [None] * 7
+    assert Hold.objects.get(pk=bad).status == HoldStatus.PENDING  # nothing of it was written
+    for hold_id in ids:
+        if hold_id != bad:
+            hold = Hold.objects.get(pk=hold_id)
+            assert (hold.status, hold.captured_amount) == (HoldStatus.CAPTURED, Decimal("0.001"))
+            assert UsageRecord.objects.filter(hold_id=hold_id).count() == 1
+    run(_ledger_void(hold_id=bad, usage=None))
+    wallet = _wallet(t)
+    assert (wallet.posted, wallet.held) == (Decimal("10") - Decimal("0.007"), Decimal("0"))
+    _assert_balanced(t)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batched_holds_never_overdraw_the_wallet(batch_sizes):
+    t = make_tenant(credit="0.05")
+    ids = [uuid.uuid4() for _ in range(20)]
+
+    async def scenario():
+        return await asyncio.gather(*(_place(t, h) for h in ids), return_exceptions=True)
+
+    results = run(scenario())
+    assert batch_sizes["place"], "the holds were not batched"
+    placed = [r for r in results if r is None]
+    refused = [r for r in results if isinstance(r, InsufficientBalance)]
+    assert (len(placed), len(refused)) == (5, 15), results
+    wallet = _wallet(t)
+    assert (wallet.posted, wallet.held) == (Decimal("0.05"), Decimal("0.05"))
+    assert Hold.objects.filter(org=t.org, status=HoldStatus.PENDING).count() == 5
+    run(_void_all(ids))
+    assert _wallet(t).held == Decimal("0")
+
+
+async def _void_all(ids) -> None:
+    for hold_id in ids:
+        await _ledger_void(hold_id=hold_id, usage=None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batched_holds_never_exceed_a_budget(batch_sizes):
+    t = make_tenant(credit="10")
+    budget_set(
+        org=t.org, currency="CREDIT", amount=Decimal("0.03"), period="day", project=t.project
+    )
+
+    ids = [uuid.uuid4() for _ in range(13)]
+
+    async def scenario():
+        await _place(t, ids[0], amount=Decimal("0"))  # creates today's counter
+        return await asyncio.gather(*(_place(t, h) for h in ids[1:]), return_exceptions=True)
+
+    results = run(scenario())
+    assert batch_sizes["place"], "the holds were not batched"
+    assert [type(r) for r in results].count(BudgetExceeded) == 9, results
+    assert results.count(None) == 3
+    counter = BudgetCounter.objects.get(budget__project=t.project)
+    assert counter.reserved == Decimal("0.03")
+    assert _wallet(t).held == Decimal("0.03")
+    run(_void_all(ids))
+    counter.refresh_from_db()
+    assert (counter.reserved, _wallet(t).held) == (Decimal("0"), Decimal("0"))
+
+
+# --- the batcher itself (no database): durability and per-item outcomes -----------------------
+
+
+class FakeBarrier:
+    def __init__(self, events: list) -> None:
+        self.events = events
+        self.release = asyncio.Event()
+        self.fail = False
+
+    async def wait(self) -> None:
+        self.events.append("barrier started")
+        await self.release.wait()
+        self.events.append("barrier done")
+        if self.fail:
+            raise RuntimeError("flush failed")
+
+
+def test_no_capture_is_reported_before_a_barrier_that_started_after_its_batch_committed():
+    async def scenario():
+        events: list = []
+        barrier = FakeBarrier(events)
+
+        async def one(item):
+            events.append(f"commit {item}")
+            return (item,)
+
+        async def many(items):
+            events.append(f"commit {items}")
+            return [(i,) for i in items]
+
+        batcher = _Batcher(one, many, barrier)
+        waiters = [asyncio.ensure_future(batcher.submit(i)) for i in range(5)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert events == ["commit [0, 1, 2, 3, 4]", "barrier started"]
+        assert not any(w.done() for w in waiters)  # committed, not yet on disk: not told
+        barrier.release.set()
+        assert await asyncio.gather(*waiters) == [(i,) for i in range(5)]
+
+        barrier.fail = True  # a barrier that fails fails the captures waiting on it
+        results = await asyncio.gather(batcher.submit(9), return_exceptions=True)
+        assert isinstance(results[0], RuntimeError)
+
+    asyncio.run(scenario())
+
+
+def test_a_refused_batch_runs_each_item_alone_but_a_lost_connection_does_not():
+    async def scenario():
+        alone: list = []
+
+        async def one(item):
+            alone.append(item)
+            if item == "bad":
+                raise ValueError(item)
+            return (item,)
+
+        async def refused(items):
+            raise routing_db._Fallback
+
+        batcher = _Batcher(one, refused, None)
+        results = await asyncio.gather(
+            *(batcher.submit(i) for i in ("a", "bad", "c")), return_exceptions=True
+        )
+        assert results[0] == ("a",) and results[2] == ("c",)
+        assert isinstance(results[1], ValueError)
+        assert alone == ["a", "bad", "c"]
+
+        import psycopg
+
+        async def lost(items):
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+        alone.clear()
+        batcher = _Batcher(one, lost, None)
+        results = await asyncio.gather(
+            *(batcher.submit(i) for i in ("a", "b")), return_exceptions=True
+        )
+        # it may have committed: no item is re-run behind its caller's back
+        assert all(isinstance(r, psycopg.OperationalError) for r in results)
+        assert alone == []
+
+    asyncio.run(scenario())

@@ -70,11 +70,12 @@ class _HeaderDeadline:
 
 
 class _HeadWithBody:
-    """A transport that keeps a response's head back until its body is written, so a JSON
-    answer with a Content-Length leaves in one `send` (uvicorn writes the head and the body
-    separately: two syscalls and often two packets per answer, ~6 % of a worker's CPU in the
-    profile of issue 20). Only heads that announce a Content-Length are held: a stream's head
-    leaves at once."""
+    """A transport that keeps a response's head back until its first body message, so a JSON
+    answer leaves in one `send`, and a stream's head with its first event (uvicorn writes the
+    head and the body separately: two syscalls and often two packets per answer, ~6 % of a
+    worker's CPU in the profile of issue 20). The proxy starts a stream's response only once
+    its first event is in hand (routing.engine waits for it, to fall back before any byte),
+    so holding the head delays nothing."""
 
     __slots__ = ("_transport", "_head", "holding")
 
@@ -103,10 +104,6 @@ class _HeadWithBody:
         return getattr(self._transport, name)
 
 
-def _announces_length(message) -> bool:
-    return any(name.lower() == b"content-length" for name, _ in message.get("headers") or ())
-
-
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 except ImportError:  # pragma: no cover - httptools is a dependency of `make serve`
@@ -119,7 +116,7 @@ if HttpToolsProtocol is not None:
         async def send(self, message) -> None:
             transport = self.transport
             if message["type"] == "http.response.start" and not self.response_started:
-                transport.holding = _announces_length(message)
+                transport.holding = True
             try:
                 await super().send(message)
             finally:

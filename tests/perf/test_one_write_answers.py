@@ -1,4 +1,5 @@
-"""config/server.py: a JSON answer's head and body leave in one write; a stream's head at once.
+"""config/server.py: a JSON answer's head and body leave in one write, a stream's head with
+its first event, and a head is never lost when the body is empty.
 
 Driven through uvicorn's real httptools protocol with a transport that records each write.
 """
@@ -68,35 +69,41 @@ def test_a_json_answer_with_a_content_length_is_one_write():
     assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and writes[0].endswith(b"\r\n\r\n" + body)
 
 
-def test_a_streamed_answer_sends_its_head_before_the_first_event():
-    asyncio.run(_streamed())
-
-
-async def _streamed():
-    first_event_sent = asyncio.Event()
-    head_written_before: list[int] = []
+def test_a_streamed_answer_sends_its_head_with_its_first_event_then_each_event_at_once():
+    events = [b"data: 1\n\n", b"data: 2\n\n"]
+    writes_after_each: list[int] = []
+    transport_writes: list[bytes] = []
 
     async def app(scope, receive, send):
         headers = [(b"content-type", b"text/event-stream")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        head_written_before.append(len(transport_writes))
-        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
-        first_event_sent.set()
+        for event in events:
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+            writes_after_each.append(len(transport_writes))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    transport_writes: list[bytes] = []
-    config = uvicorn.Config(app=app, lifespan="off", access_log=False, log_level="warning")
-    config.load()
-    protocol = http_protocol("httptools")(config=config, server_state=ServerState(), app_state={})
-    transport = RecordingTransport()
-    transport.writes = transport_writes
-    protocol.connection_made(transport)
-    protocol.data_received(REQUEST)
-    await asyncio.wait_for(first_event_sent.wait(), 2)
-    protocol.connection_lost(None)
-    assert head_written_before == [1]  # the head left before any event was produced
-    assert transport_writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
-    assert b"data: 1" in transport_writes[1]
+    async def serve():
+        config = uvicorn.Config(app=app, lifespan="off", access_log=False, log_level="warning")
+        config.load()
+        protocol = http_protocol("httptools")(
+            config=config, server_state=ServerState(), app_state={}
+        )
+        transport = RecordingTransport()
+        transport.writes = transport_writes
+        protocol.connection_made(transport)
+        protocol.data_received(REQUEST)
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if protocol.cycle.response_complete:
+                break
+        protocol.connection_lost(None)
+
+    asyncio.run(serve())
+    assert writes_after_each == [1, 2]  # each event is on the wire as soon as it is sent
+    head_and_first = transport_writes[0]
+    assert head_and_first.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert head_and_first.endswith(b"\r\n\r\n9\r\ndata: 1\n\n\r\n")  # chunked framing
+    assert b"data: 2" in transport_writes[1]
 
 
 def test_a_head_with_a_length_is_not_held_back_when_the_body_is_empty():

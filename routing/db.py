@@ -305,16 +305,18 @@ class _Batcher:
                 return [exc]
         try:
             return await self.run_many(items)
+        except _Fallback:
+            pass  # the batch placed nothing: each item is decided on its own
         except Exception as exc:  # noqa: BLE001 - handed to its items, or each run on its own
             if isinstance(exc, psycopg.Error) and exc.sqlstate is None:
                 # The connection failed: the batch may have committed, so no item is re-run
                 # here (a capture's caller retries it: idempotent; a hold fails, as alone).
                 return [exc] * len(items)
             # The server refused it: nothing of the batch was committed.
-            outcomes = []
-            for item in items:
-                outcomes.extend(await self._execute([item]))
-            return outcomes
+        outcomes = []
+        for item in items:
+            outcomes.extend(await self._execute([item]))
+        return outcomes
 
     async def _settle(self, batch: list, outcomes: list) -> None:
         barrier_error = None

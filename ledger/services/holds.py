@@ -885,8 +885,6 @@ SELECT ht.ord, ht.id, ht.org_id, ht.wallet_id, ht.amount, ht.charge, ht.project_
 FROM ht LEFT JOIN u ON u.hold_id = ht.id
 """
 
-_BATCH_SQL: list[str] = []
-
 
 def capture_batch_item(*, hold_id, cost: Decimal, usage: dict[str, Any] | None, now) -> dict:
     """One capture as an element of `capture_batch_statement`'s batch; raises TypeError for
@@ -912,19 +910,19 @@ def capture_batch_statement(items: list[dict]) -> tuple[str, dict]:
         if item["usage"] is not None:
             params["usage"] = orjson.dumps(item["usage"], default=_json_default).decode()
         return _capture_sql(item["usage"] is not None), params
-    if not _BATCH_SQL:
+    key = ("capture_batch", True)
+    sql = _SQL_CACHE.get(key)
+    if sql is None:
         fields = _usage_columns()
-        _BATCH_SQL.append(
-            _CAPTURE_BATCH_SQL.format(
-                cols=", ".join(f.column for f in fields),
-                vals=", ".join(f"r.{f.column}" for f in fields),
-            )
+        sql = _SQL_CACHE[key] = _CAPTURE_BATCH_SQL.format(
+            cols=", ".join(f.column for f in fields),
+            vals=", ".join(f"r.{f.column}" for f in fields),
         )
     # The ids also travel as an array: `id = ANY(...)` is a primary-key lookup whatever the
     # planner guesses of the JSON. (`COLLATE "C"`, the same equality on these ASCII values,
     # keeps the planner off the partial index of pending holds: EXPLAIN ANALYZE showed it
     # AND-ing the 32 keys with that index's 70,000 entries, mostly dead, 3 ms per batch.)
-    return _BATCH_SQL[0], {
+    return sql, {
         "batch": orjson.dumps(items, default=_json_default).decode(),
         "holds": [item["hold"] for item in items],
     }

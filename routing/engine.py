@@ -47,7 +47,7 @@ from routing import (
     usage_guard,
 )
 from routing.auth import KeyContext
-from routing.db import db_call, pg_capture, pg_fast_path, pg_fetchone, pg_place
+from routing.db import db_call, pg_capture, pg_checkpoint, pg_fast_path, pg_fetchone, pg_place
 from routing.errors import GatewayError
 from routing.http import http_client
 from routing.pricing import (
@@ -231,10 +231,10 @@ async def _ledger_keepalive(
 
     try:
         if pg_fast_path():
-            sql, params = safeguards.checkpoint_statement(
+            item = safeguards.checkpoint_batch_item(
                 hold_id=hold_id, now=timezone.now(), ttl=ttl, cost=cost, usage=usage
             )
-            await pg_fetchone(sql, params, durable=False)
+            await pg_checkpoint(item)
         else:
             await db_call(
                 safeguards.hold_checkpoint, hold_id=hold_id, ttl_seconds=ttl, cost=cost, usage=usage

@@ -60,15 +60,54 @@ _CHECKPOINT_SQL = (
 )
 
 
-def checkpoint_statement(
+# Checkpoints in batches (routing.db.pg_checkpoint): a burst of streams starting at once writes
+# its write-aheads as one statement instead of one round trip each, which had queued the holds
+# of the streams behind them on the ledger's few connections. The rows are locked in id order.
+_CHECKPOINT_BATCH_SQL = """
+WITH req AS (
+    SELECT (e->>'hold')::uuid AS hold, (e->>'expires')::timestamptz AS expires,
+        (e->>'cost')::numeric AS cost, NULLIF(e->'usage', 'null'::jsonb) AS usage
+    FROM jsonb_array_elements(%(batch)s::jsonb) AS x(e)
+), lk AS (
+    SELECT hh.id FROM ledger_hold hh
+    WHERE hh.id = ANY(%(holds)s::uuid[]) AND hh.status = 'pending' COLLATE "C"
+    ORDER BY hh.id FOR NO KEY UPDATE
+)
+UPDATE ledger_hold h SET expires_at = req.expires,
+    settle_cost = COALESCE(req.cost, h.settle_cost),
+    settle_usage = COALESCE(req.usage, h.settle_usage)
+FROM req, lk
+WHERE h.id = lk.id AND h.id = req.hold AND h.status = 'pending'
+RETURNING h.id
+"""
+
+
+def checkpoint_batch_item(
     *, hold_id, now, ttl: int, cost: Decimal | None = None, usage: dict | None = None
-) -> tuple[str, dict]:
-    """One UPDATE: the new expiry, and (streams) the charge of what was delivered so far."""
-    return _CHECKPOINT_SQL, {
-        "hold": hold_id,
-        "expires": now + timedelta(seconds=ttl),
-        "cost": to_money(cost) if cost is not None else None,
-        "usage": usage_json(usage) if usage is not None else None,
+) -> dict:
+    """One checkpoint as an element of `checkpoint_batch_statement`'s batch."""
+    return {
+        "hold": str(hold_id),
+        "expires": (now + timedelta(seconds=ttl)).isoformat(),
+        "cost": str(to_money(cost)) if cost is not None else None,
+        "usage": usage,
+    }
+
+
+def checkpoint_batch_statement(items: list[dict]) -> tuple[str, dict]:
+    """One statement for every checkpoint in `items` (at most one per hold); a batch of one is
+    the single statement. Its rows are the ids of the holds still pending."""
+    if len(items) == 1:
+        item = items[0]
+        return _CHECKPOINT_SQL, {
+            "hold": item["hold"],
+            "expires": item["expires"],
+            "cost": item["cost"],
+            "usage": usage_json(item["usage"]) if item["usage"] is not None else None,
+        }
+    return _CHECKPOINT_BATCH_SQL, {
+        "batch": orjson.dumps(items, default=_json_default).decode(),
+        "holds": [item["hold"] for item in items],
     }
 
 
@@ -79,7 +118,7 @@ def hold_checkpoint(
     cost: Decimal | None = None,
     usage: dict | None = None,
 ) -> bool:
-    """The ORM twin of `checkpoint_statement`; False if the hold was already resolved."""
+    """The ORM twin of `checkpoint_batch_statement`; False if the hold was already resolved."""
     ttl = ttl_seconds if ttl_seconds is not None else settings.HOLD_TTL_SECONDS
     values: dict[str, Any] = {"expires_at": timezone.now() + timedelta(seconds=ttl)}
     if cost is not None:

@@ -1,6 +1,7 @@
 """PostgreSQL crashing right after answers were sent loses no charge (issue 12, section 1).
 
-The test runs its own PostgreSQL 15 cluster (initdb in a temporary folder, its own port, as the
+24 concurrent answers (batched captures behind a flush barrier), then 6 one at a time (each a
+lone capture with a synchronous commit). The test runs its own PostgreSQL 15 cluster (initdb in a temporary folder, its own port, as the
 `postgres` user when run as root), serves the gateway from it (uvicorn, settling as `make
 serve` does), crashes it with `pg_ctl stop -m immediate` the moment the last answer is in,
 restarts it (crash recovery replays only what was flushed) and finds every answered request
@@ -34,6 +35,7 @@ from tests.reliability.conftest import ROOT, free_port, start_server
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ANSWERS = 24
+SEQUENTIAL = 6
 
 pytestmark = pytest.mark.skipif(
     not (PG_BIN / "initdb").exists(), reason="PostgreSQL 15 server binaries not installed"
@@ -250,10 +252,14 @@ def test_answered_requests_stay_charged_when_postgresql_crashes_right_after(
             thread.start()
         for thread in threads:
             thread.join(30)
+        # Then one at a time: a lone capture commits synchronously instead of waiting for a
+        # flush barrier (routing/db.py), and must be just as much on disk.
+        for _ in range(SEQUENTIAL):
+            ask()
         cluster.crash()  # the moment the last answer is in
     finally:
         server.kill()
-    assert [a.status_code for a in answers] == [200] * ANSWERS, server.log()
+    assert [a.status_code for a in answers] == [200] * (ANSWERS + SEQUENTIAL), server.log()
     costs = {a.headers["x-request-id"]: a.headers["x-tokenforge-cost"] for a in answers}
 
     cluster.start()  # crash recovery

@@ -336,3 +336,144 @@ def test_a_refused_batch_runs_each_item_alone_but_a_lost_connection_does_not():
         assert alone == []
 
     asyncio.run(scenario())
+
+
+def test_a_lone_item_at_low_load_commits_synchronously_without_a_barrier():
+    """Concurrency 1: one round trip with a synchronous commit, not a statement then a barrier;
+    as soon as a barrier is running (load) items go the batched way again."""
+
+    async def scenario():
+        events: list = []
+        barrier = FakeBarrier(events)
+        barrier.running = None
+        barrier.idle = lambda: barrier.running is None
+
+        async def one(item):
+            events.append(f"commit {item}")
+            return (item,)
+
+        async def many(items):
+            events.append(f"commit {items}")
+            return [(i,) for i in items]
+
+        async def durable(item):
+            events.append(f"durable commit {item}")
+            return (item,)
+
+        batcher = _Batcher(one, many, barrier, run_one_durable=durable, quiet=barrier.idle)
+        assert await batcher.submit(1) == (1,)
+        assert events == ["durable commit 1"]
+
+        events.clear()
+        barrier.running = object()  # a barrier in flight: others are settling right now
+        waiter = asyncio.ensure_future(batcher.submit(2))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert events == ["commit 2", "barrier started"] and not waiter.done()
+        barrier.release.set()
+        assert await waiter == (2,)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lone_capture_commits_on_a_synchronous_commit_connection_and_runs_no_barrier(
+    monkeypatch,
+):
+    """What makes the lone capture durable without a barrier: its statement ran on a
+    connection with synchronous_commit=on (the crash test proves it on disk)."""
+    t = make_tenant(credit="1")
+    holds.system_accounts_ensure()  # else the first capture is retried once after creating them
+    ran: list[tuple[bool, str]] = []
+    fetchone = routing_db._LoopPool.fetchone
+
+    async def spy(self, sql, params):
+        ran.append((self.synchronous_commit, " ".join(sql.split())[:30]))
+        return await fetchone(self, sql, params)
+
+    monkeypatch.setattr(routing_db._LoopPool, "fetchone", spy)
+
+    async def scenario():
+        hold_id = uuid.uuid4()
+        await _place(t, hold_id)
+        ran.clear()
+        await _ledger_capture(
+            hold_id=hold_id, amount=Decimal("0.004"), usage=_usage(t, f"r_{hold_id.hex}")
+        )
+        captured = list(ran)
+        setting = await routing_db._loop_pools()[1].fetchone(
+            "SELECT current_setting('synchronous_commit')", {}
+        )
+        return hold_id, captured, setting[0]
+
+    hold_id, captured, setting = run(scenario())
+    assert setting == "on"
+    assert len(captured) == 1, captured  # one statement: no flush barrier after it
+    assert captured[0][0] is True and "ledger_flushmark" not in captured[0][1]
+    assert Hold.objects.get(pk=hold_id).status == HoldStatus.CAPTURED
+    assert UsageRecord.objects.get(hold_id=hold_id).cost == Decimal("0.0040000000")
+    _assert_balanced(t)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_checkpoints_of_many_streams_share_one_statement_and_each_hold_keeps_its_own(
+    monkeypatch,
+):
+    """Streams starting at once write ahead in one statement (routing.db.pg_checkpoint): each
+    hold gets its own expiry, cost and usage; a hold already captured is left alone; a
+    keepalive without a charge keeps the charge written before."""
+    from django.utils import timezone
+
+    from ledger.services import safeguards
+    from routing.engine import _ledger_keepalive
+
+    t = make_tenant(credit="5")
+    holds.system_accounts_ensure()
+    sizes: list[int] = []
+    batch = safeguards.checkpoint_batch_statement
+
+    def spy(items):
+        sizes.append(len(items))
+        return batch(items)
+
+    monkeypatch.setattr(safeguards, "checkpoint_batch_statement", spy)
+    ids = [uuid.uuid4() for _ in range(12)]
+
+    async def scenario():
+        await asyncio.gather(*(_place(t, h) for h in ids))
+        await _ledger_capture(hold_id=ids[0], amount=Decimal("0.001"), usage=None)
+        before = timezone.now()
+        await asyncio.gather(
+            *(
+                _ledger_keepalive(
+                    hold_id=h,
+                    ttl=600 + n,
+                    cost=Decimal("0.00") + Decimal(n) / 1000,
+                    usage=_usage(t, f"w_{n}") if n % 2 else None,
+                )
+                for n, h in enumerate(ids)
+            )
+        )
+        await _ledger_keepalive(hold_id=ids[3], ttl=900)  # a timer tick: no new charge
+        return before
+
+    before = run(scenario())
+    assert max(sizes) > 1  # shared statements, not one round trip per stream
+    captured = Hold.objects.get(pk=ids[0])
+    assert captured.status == HoldStatus.CAPTURED and captured.settle_cost is None
+    for n, hold_id in enumerate(ids[1:], start=1):
+        hold = Hold.objects.get(pk=hold_id)
+        assert hold.settle_cost == Decimal(n) / 1000
+        ttl = 900 if n == 3 else 600 + n
+        assert abs((hold.expires_at - before).total_seconds() - ttl) < 5
+        if n % 2:
+            assert hold.settle_usage["request_id"] == f"w_{n}"
+        else:
+            assert hold.settle_usage is None
+
+    async def settle_the_rest():
+        for hold_id in ids[1:]:
+            await _ledger_void(hold_id=hold_id, usage=None)
+
+    run(settle_the_rest())
+    _assert_balanced(t)

@@ -168,7 +168,7 @@ def revocation_event(version: int, key_hash: str) -> None:
 
 
 async def _check_revocation_version() -> None:
-    if shared_state.fresh():
+    if await shared_state.current():
         return  # revocations are pushed to this process (routing/shared_state.py)
     client = async_redis()
     if client is None:

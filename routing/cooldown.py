@@ -139,7 +139,7 @@ async def _remaining(route_ids: list[int], org_id: int | None) -> dict[int, floa
             value = _local_remaining(rid, scope)
             if value > 0:
                 left[rid] = max(left.get(rid, 0.0), value)
-    if shared_state.fresh():
+    if await shared_state.current():
         for rid in route_ids:
             for scope in scopes:
                 until = _mirror.get((rid, scope))

@@ -13,8 +13,9 @@ Staleness bound: the in-process state is trusted only while its last full re-rea
 less than `STALENESS_BOUND_SECONDS` (250 ms) ago. A revocation, or a breaker opening or
 closing in any process, is therefore effective everywhere within 250 ms (within a few
 milliseconds when its event arrives, which is the normal case). When the task is not running
-yet (a loop's first requests), lags, or Redis is unreachable, callers fall back to reading
-Redis directly, and from there to the in-process degraded mode (routing/redis.py): state
+yet (a loop's first requests) or Redis is unreachable, callers fall back to reading Redis
+directly, and from there to the in-process degraded mode (routing/redis.py); when it lags (a
+busy loop), the requests that find the state stale share one re-read (`current()`). State
 older than the bound is never used.
 """
 
@@ -66,6 +67,10 @@ return out
 class _Listener:
     task: asyncio.Task | None = None
     fresh_until: float = 0.0
+    snapshot: object | None = None  # the registered script while subscribed, else None
+    applied: float = 0.0  # when the newest snapshot applied was started
+    refreshing: asyncio.Task | None = None
+    refresh_started: float = 0.0
 
 
 _listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Listener] = (
@@ -86,6 +91,58 @@ def fresh() -> bool:
         listener.task = loop.create_task(_run(listener), name="tokenforge-shared-state")
         return False
     return time.monotonic() < listener.fresh_until
+
+
+async def current() -> bool:
+    """`fresh()`, or else wait for one re-read of the state shared by every request that asks
+    meanwhile (started at most the staleness bound before this call), True once applied.
+
+    Profile: when a burst of requests keeps the event loop busy past the bound, the periodic
+    re-read runs late and every request fell back to a Redis round trip of its own (1,000
+    streams opening at once: a quarter of the worker's CPU in Redis connections and PINGs),
+    which only made the loop later. Now the whole burst waits for one read. False (read Redis
+    directly, as before) when the listener is not subscribed or the read fails."""
+    if fresh():
+        return True
+    listener = _listeners.get(asyncio.get_running_loop())
+    if listener is None or listener.snapshot is None:
+        return False
+    now = time.monotonic()
+    task = listener.refreshing
+    if task is None or task.done() or now - listener.refresh_started > STALENESS_BOUND_SECONDS:
+        task = listener.refreshing = asyncio.ensure_future(_refresh(listener, now))
+        listener.refresh_started = now
+    try:
+        return await asyncio.shield(task)
+    except Exception:  # noqa: BLE001 - reported by redis_failed; the caller reads Redis
+        return False
+
+
+async def _refresh(listener: _Listener, started: float) -> bool:
+    from routing.ratelimit import pending_tokens_take
+
+    snapshot = listener.snapshot
+    if snapshot is None:
+        return False
+    try:
+        reply = await snapshot(
+            keys=[REVOCATION_VERSION_KEY, OPEN_BREAKERS_KEY],
+            args=[BREAKER_ON_PREFIX, *pending_tokens_take()],
+        )
+    except redis_errors as exc:
+        redis_failed(exc, "shared state")
+        return False
+    _applied(listener, reply, started)
+    return True
+
+
+def _applied(listener: _Listener, reply: list, started: float) -> None:
+    """Apply a snapshot unless a newer one (started later) was applied already."""
+    if started < listener.applied:
+        return
+    listener.applied = started
+    _apply_snapshot(reply, started)
+    listener.fresh_until = max(listener.fresh_until, started + STALENESS_BOUND_SECONDS)
 
 
 async def stop() -> None:
@@ -133,6 +190,7 @@ async def _serve(listener: _Listener) -> None:
             await asyncio.sleep(RETRY_SECONDS)
         finally:
             listener.fresh_until = 0.0
+            listener.snapshot = None
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
 
@@ -147,8 +205,8 @@ async def _listen(listener: _Listener, client, pubsub) -> None:
             keys=[REVOCATION_VERSION_KEY, OPEN_BREAKERS_KEY],
             args=[BREAKER_ON_PREFIX, *pending_tokens_take()],
         )
-        _apply_snapshot(reply, started)
-        listener.fresh_until = started + STALENESS_BOUND_SECONDS
+        listener.snapshot = snapshot
+        _applied(listener, reply, started)
         deadline = started + POLL_SECONDS
         while (left := deadline - time.monotonic()) > 0:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)

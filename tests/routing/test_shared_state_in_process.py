@@ -64,3 +64,48 @@ def test_a_missed_revocation_event_clears_the_whole_cache_at_the_next_re_read():
     auth.revocation_version_seen(13)  # the re-read sees the version moved
     assert auth._cache == {} and auth._seen_version[0] == 13
     auth._seen_version[0] = None
+
+
+def test_a_burst_that_finds_the_state_stale_shares_one_re_read_instead_of_one_each():
+    """A busy loop runs the periodic re-read late; the requests that find the state stale
+    then wait for one shared read (started after they asked) instead of each asking Redis,
+    and the state they use is that read's: a breaker opened in Redis meanwhile is seen."""
+
+    async def work():
+        await cooldown.cooled_down([525252])  # starts this loop's listener
+        deadline = time.monotonic() + 3
+        while not shared_state.fresh():
+            assert time.monotonic() < deadline, "the listener never synced"
+            await asyncio.sleep(0.01)
+        listener = shared_state._listeners[asyncio.get_running_loop()]
+        listener.task.cancel()  # the periodic re-read stops, as if the loop were too busy
+        await asyncio.sleep(0)
+        listener.snapshot = sync_snapshot = _counting(listener.snapshot)
+        listener.fresh_until = 0.0
+        # Opened in Redis with no event reaching this process (as if the message was lost).
+        sync_redis().eval(
+            "redis.call('SET', KEYS[1], '1', 'PX', 5000); redis.call('SADD', KEYS[2], ARGV[1])",
+            2,
+            shared_state.BREAKER_ON_PREFIX + "525252",
+            shared_state.OPEN_BREAKERS_KEY,
+            "525252",
+        )
+        results = await asyncio.gather(*(cooldown.cooled_down([525252]) for _ in range(50)))
+        return sync_snapshot.calls, results
+
+    try:
+        calls, results = asyncio.run(work())
+    finally:
+        cooldown.breaker_close_now(525252)
+        cooldown.cooldown_reset_local()
+    assert calls == 1
+    assert all(r == {525252} for r in results)
+
+
+class _counting:
+    def __init__(self, script) -> None:
+        self.script, self.calls = script, 0
+
+    async def __call__(self, **kwargs):
+        self.calls += 1
+        return await self.script(**kwargs)

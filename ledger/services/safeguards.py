@@ -62,7 +62,10 @@ _CHECKPOINT_SQL = (
 
 # Checkpoints in batches (routing.db.pg_checkpoint): a burst of streams starting at once writes
 # its write-aheads as one statement instead of one round trip each, which had queued the holds
-# of the streams behind them on the ledger's few connections. The rows are locked in id order.
+# of the streams behind them on the ledger's few connections. A batch never waits for a hold:
+# one locked right now is being captured or voided (which supersedes the checkpoint), so it is
+# skipped (SKIP LOCKED). Waiting instead deadlocked with capture batches that lock the same
+# holds in another order (seen at 64 concurrent streams: 1 s stalls until PostgreSQL broke it).
 _CHECKPOINT_BATCH_SQL = """
 WITH req AS (
     SELECT (e->>'hold')::uuid AS hold, (e->>'expires')::timestamptz AS expires,
@@ -71,7 +74,7 @@ WITH req AS (
 ), lk AS (
     SELECT hh.id FROM ledger_hold hh
     WHERE hh.id = ANY(%(holds)s::uuid[]) AND hh.status = 'pending' COLLATE "C"
-    ORDER BY hh.id FOR NO KEY UPDATE
+    FOR NO KEY UPDATE SKIP LOCKED
 )
 UPDATE ledger_hold h SET expires_at = req.expires,
     settle_cost = COALESCE(req.cost, h.settle_cost),

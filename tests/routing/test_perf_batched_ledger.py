@@ -477,3 +477,46 @@ def test_checkpoints_of_many_streams_share_one_statement_and_each_hold_keeps_its
 
     run(settle_the_rest())
     _assert_balanced(t)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_checkpoint_batch_never_waits_for_a_hold_that_is_being_settled():
+    """A hold locked by a capture in flight is skipped, not waited for: waiting deadlocked
+    with capture batches that lock the same holds in another order."""
+    import psycopg
+
+    from ledger.services import safeguards
+    from routing.db import _conninfo
+
+    t = make_tenant(credit="5")
+    ids = [uuid.uuid4() for _ in range(2)]
+
+    async def scenario():
+        await asyncio.gather(*(_place(t, h) for h in ids))
+        conninfo, _ = _conninfo()
+        other = await psycopg.AsyncConnection.connect(conninfo)  # a transaction left open
+        try:
+            await other.execute(
+                "SELECT id FROM ledger_hold WHERE id = %s FOR NO KEY UPDATE", (ids[0],)
+            )
+            from django.utils import timezone
+
+            items = [
+                safeguards.checkpoint_batch_item(
+                    hold_id=h, now=timezone.now(), ttl=900, cost=Decimal("0.002")
+                )
+                for h in ids
+            ]
+            sql, params = safeguards.checkpoint_batch_statement(items)
+            rows = await asyncio.wait_for(
+                routing_db._loop_pools()[0].fetchall(sql, params), timeout=5
+            )
+            await other.rollback()
+        finally:
+            await other.close()
+        for hold_id in ids:
+            await _ledger_void(hold_id=hold_id, usage=None)
+        return [str(r[0]) for r in rows]
+
+    assert run(scenario()) == [str(ids[1])]
+    _assert_balanced(t)

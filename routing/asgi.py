@@ -27,7 +27,7 @@ from django.core.handlers.exception import convert_exception_to_response
 from django.urls import get_resolver, set_script_prefix
 
 from config.middleware import RequestIdMiddleware, new_request_id
-from routing import edge
+from routing import db, edge
 
 GATEWAY_PREFIX = "/v1/"
 
@@ -67,6 +67,10 @@ class GatewayASGIHandler(ASGIHandler):
         """Django's `ASGIHandler.handle` without the two thread hops (see the module doc);
         a client that disconnects still cancels the view (which voids or settles its hold).
         Host, size and key are checked from the headers before the body is read (routing.edge)."""
+        with db.request_in_flight():
+            await self._handle(scope, receive, send)
+
+    async def _handle(self, scope, receive, send):
         send = edge.with_nosniff(send)
         refusal = await edge.early_refusal(scope)
         if refusal is not None:

@@ -520,3 +520,35 @@ def test_a_checkpoint_batch_never_waits_for_a_hold_that_is_being_settled():
 
     assert run(scenario()) == [str(ids[1])]
     _assert_balanced(t)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_another_request_in_flight_a_capture_waits_for_the_barrier_instead(monkeypatch):
+    """The synchronous commit holds the wallet row through its fsync: only worth it when no
+    other request of this process could be waiting for that row."""
+    t = make_tenant(credit="1")
+    holds.system_accounts_ensure()
+    ran: list[tuple[bool, str]] = []
+    fetchone = routing_db._LoopPool.fetchone
+
+    async def spy(self, sql, params):
+        ran.append((self.synchronous_commit, " ".join(sql.split())[:30]))
+        return await fetchone(self, sql, params)
+
+    monkeypatch.setattr(routing_db._LoopPool, "fetchone", spy)
+
+    async def scenario():
+        hold_id = uuid.uuid4()
+        await _place(t, hold_id)
+        ran.clear()
+        with routing_db.request_in_flight(), routing_db.request_in_flight():
+            await _ledger_capture(
+                hold_id=hold_id, amount=Decimal("0.004"), usage=_usage(t, f"r_{hold_id.hex}")
+            )
+        return hold_id
+
+    hold_id = run(scenario())
+    assert [durable for durable, _ in ran] == [False, True]  # the statement, then a barrier
+    assert "ledger_flushmark" in ran[1][1]
+    assert Hold.objects.get(pk=hold_id).status == HoldStatus.CAPTURED
+    _assert_balanced(t)

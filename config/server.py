@@ -11,6 +11,7 @@ connection opening or of the request's first byte, and one whose headers grow pa
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -75,14 +76,20 @@ class _HeadWithBody:
     head and the body separately: two syscalls and often two packets per answer, ~6 % of a
     worker's CPU in the profile of issue 20). The proxy starts a stream's response only once
     its first event is in hand (routing.engine waits for it, to fall back before any byte),
-    so holding the head delays nothing."""
+    so holding the head delays nothing.
 
-    __slots__ = ("_transport", "_head", "holding")
+    After the first event, the events a stream sends in one turn of the event loop (those an
+    upstream delivered in one read) leave together at the end of that turn (`coalesce`): one
+    syscall instead of one per event (the writes were 10 % of a worker's CPU at 64 fast
+    streams). An event sent alone still leaves in the turn it was sent."""
+
+    __slots__ = ("_transport", "_head", "holding", "_pending")
 
     def __init__(self, transport) -> None:
         self._transport = transport
         self._head = b""
         self.holding = False
+        self._pending: list[bytes] | None = None
 
     def write(self, data: bytes) -> None:
         if self.holding:
@@ -92,13 +99,28 @@ class _HeadWithBody:
             data = self._head + data
             self._head = b""
             self.holding = False
+        if self._pending is not None:
+            self._pending.append(data)
+            return
         self._transport.write(data)
+
+    def coalesce(self) -> None:
+        """Gather the writes until the end of this turn of the loop into one."""
+        if self._pending is None and not self.holding:
+            self._pending = []
+            asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         self.holding = False
-        if self._head:
-            head, self._head = self._head, b""
-            self._transport.write(head)
+        head, self._head = self._head, b""
+        pending, self._pending = self._pending, None
+        data = head + b"".join(pending) if pending else head
+        if data and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
 
     def __getattr__(self, name):
         return getattr(self._transport, name)
@@ -115,12 +137,15 @@ if HttpToolsProtocol is not None:
     class _OneWriteCycle(RequestResponseCycle):
         async def send(self, message) -> None:
             transport = self.transport
+            body = message["type"] == "http.response.body"
             if message["type"] == "http.response.start" and not self.response_started:
                 transport.holding = True
+            elif body and message.get("more_body", False):
+                transport.coalesce()
             try:
                 await super().send(message)
             finally:
-                if message["type"] == "http.response.body":
+                if body and (transport.holding or not message.get("more_body", False)):
                     transport.flush()
 
     class HeaderTimeoutHttpToolsProtocol(_HeaderDeadline, HttpToolsProtocol):

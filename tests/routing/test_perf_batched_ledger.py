@@ -271,20 +271,26 @@ class FakeBarrier:
             raise RuntimeError("flush failed")
 
 
+def _recording_batcher(events: list, barrier, **options) -> _Batcher:
+    """A batcher whose statements only record that they committed (one item, or a batch)."""
+
+    async def one(item):
+        events.append(f"commit {item}")
+        return (item,)
+
+    async def many(items):
+        events.append(f"commit {items}")
+        return [(i,) for i in items]
+
+    return _Batcher(one, many, barrier, **options)
+
+
 def test_no_capture_is_reported_before_a_barrier_that_started_after_its_batch_committed():
     async def scenario():
         events: list = []
         barrier = FakeBarrier(events)
 
-        async def one(item):
-            events.append(f"commit {item}")
-            return (item,)
-
-        async def many(items):
-            events.append(f"commit {items}")
-            return [(i,) for i in items]
-
-        batcher = _Batcher(one, many, barrier)
+        batcher = _recording_batcher(events, barrier)
         waiters = [asyncio.ensure_future(batcher.submit(i)) for i in range(5)]
         for _ in range(20):
             await asyncio.sleep(0)
@@ -348,19 +354,11 @@ def test_a_lone_item_at_low_load_commits_synchronously_without_a_barrier():
         barrier.running = None
         barrier.idle = lambda: barrier.running is None
 
-        async def one(item):
-            events.append(f"commit {item}")
-            return (item,)
-
-        async def many(items):
-            events.append(f"commit {items}")
-            return [(i,) for i in items]
-
         async def durable(item):
             events.append(f"durable commit {item}")
             return (item,)
 
-        batcher = _Batcher(one, many, barrier, run_one_durable=durable, quiet=barrier.idle)
+        batcher = _recording_batcher(events, barrier, run_one_durable=durable, quiet=barrier.idle)
         assert await batcher.submit(1) == (1,)
         assert events == ["durable commit 1"]
 
@@ -376,14 +374,10 @@ def test_a_lone_item_at_low_load_commits_synchronously_without_a_barrier():
     asyncio.run(scenario())
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_lone_capture_commits_on_a_synchronous_commit_connection_and_runs_no_barrier(
-    monkeypatch,
-):
-    """What makes the lone capture durable without a barrier: its statement ran on a
-    connection with synchronous_commit=on (the crash test proves it on disk)."""
-    t = make_tenant(credit="1")
-    holds.system_accounts_ensure()  # else the first capture is retried once after creating them
+@pytest.fixture
+def statements(monkeypatch) -> list[tuple[bool, str]]:
+    """Each ledger statement run from here on: (on a synchronous_commit=on connection, the
+    statement's first words)."""
     ran: list[tuple[bool, str]] = []
     fetchone = routing_db._LoopPool.fetchone
 
@@ -392,6 +386,18 @@ def test_a_lone_capture_commits_on_a_synchronous_commit_connection_and_runs_no_b
         return await fetchone(self, sql, params)
 
     monkeypatch.setattr(routing_db._LoopPool, "fetchone", spy)
+    return ran
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lone_capture_commits_on_a_synchronous_commit_connection_and_runs_no_barrier(
+    statements,
+):
+    """What makes the lone capture durable without a barrier: its statement ran on a
+    connection with synchronous_commit=on (the crash test proves it on disk)."""
+    t = make_tenant(credit="1")
+    holds.system_accounts_ensure()  # else the first capture is retried once after creating them
+    ran = statements
 
     async def scenario():
         hold_id = uuid.uuid4()
@@ -523,19 +529,12 @@ def test_a_checkpoint_batch_never_waits_for_a_hold_that_is_being_settled():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_with_another_request_in_flight_a_capture_waits_for_the_barrier_instead(monkeypatch):
+def test_with_another_request_in_flight_a_capture_waits_for_the_barrier_instead(statements):
     """The synchronous commit holds the wallet row through its fsync: only worth it when no
     other request of this process could be waiting for that row."""
     t = make_tenant(credit="1")
     holds.system_accounts_ensure()
-    ran: list[tuple[bool, str]] = []
-    fetchone = routing_db._LoopPool.fetchone
-
-    async def spy(self, sql, params):
-        ran.append((self.synchronous_commit, " ".join(sql.split())[:30]))
-        return await fetchone(self, sql, params)
-
-    monkeypatch.setattr(routing_db._LoopPool, "fetchone", spy)
+    ran = statements
 
     async def scenario():
         hold_id = uuid.uuid4()

@@ -109,3 +109,33 @@ class _counting:
     async def __call__(self, **kwargs):
         self.calls += 1
         return await self.script(**kwargs)
+
+
+def test_a_burst_reaching_a_loop_before_its_listener_subscribed_waits_for_its_first_read(
+    monkeypatch,
+):
+    """A worker that no request has woken yet: its first burst waits for the listener's first
+    snapshot instead of opening a Redis connection per request, and sees what it read."""
+    from routing import cooldown as cooldown_module
+
+    direct: list[int] = []
+    real = cooldown_module.async_redis
+
+    def counting():
+        direct.append(1)
+        return real()
+
+    monkeypatch.setattr(cooldown_module, "async_redis", counting)
+    cooldown.breaker_open_now(626262, seconds=5)
+
+    async def work():
+        assert asyncio.get_running_loop() not in shared_state._listeners
+        return await asyncio.gather(*(cooldown.cooled_down([626262]) for _ in range(50)))
+
+    try:
+        results = asyncio.run(work())
+    finally:
+        cooldown.breaker_close_now(626262)
+        cooldown.cooldown_reset_local()
+    assert direct == []  # no request read Redis itself
+    assert all(r == {626262} for r in results)

@@ -184,6 +184,25 @@ def with_gateway(site_application):
     async def application(scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith(GATEWAY_PREFIX):
             return await gateway(scope, receive, send)
+        if scope["type"] == "lifespan":
+            return await _lifespan(receive, send)
         return await site_application(scope, receive, send)
 
     return application
+
+
+async def _lifespan(receive, send) -> None:
+    """ASGI lifespan (`scripts/serve.py` turns it on): at a worker's start, subscribe it to the
+    pushed state (routing/shared_state.py), so a burst that is the worker's first traffic
+    finds it in-process instead of reading Redis per request."""
+    from routing import shared_state
+
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            shared_state.fresh()  # starts this loop's listener
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await shared_state.stop()
+            await send({"type": "lifespan.shutdown.complete"})
+            return

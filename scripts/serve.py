@@ -45,7 +45,8 @@ def main() -> None:
         http=http_protocol("httptools"),
         proxy_headers=bool(forwarded),
         forwarded_allow_ips=forwarded or None,
-        lifespan="off",
+        # Only to start each worker's listener of the pushed state (routing/asgi.py).
+        lifespan="on",
         access_log=False,
         timeout_keep_alive=30,
         # Thousands of clients may connect at once (2,000 streams in the benchmark): with the

@@ -139,3 +139,39 @@ def test_a_burst_reaching_a_loop_before_its_listener_subscribed_waits_for_its_fi
         cooldown.cooldown_reset_local()
     assert direct == []  # no request read Redis itself
     assert all(r == {626262} for r in results)
+
+
+def test_a_worker_subscribes_at_startup_before_any_request():
+    """ASGI lifespan (scripts/serve.py turns it on): the worker's listener is started and
+    synced at startup, so its first burst of requests finds the state in-process."""
+    from config.asgi import application
+
+    before = _subscribers()
+
+    async def work():
+        inbox: asyncio.Queue = asyncio.Queue()
+        sent: list[str] = []
+
+        async def send(message):
+            sent.append(message["type"])
+
+        lifespan = asyncio.ensure_future(
+            application({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, send)
+        )
+        await inbox.put({"type": "lifespan.startup"})
+        while not sent:
+            await asyncio.sleep(0.001)
+        listener = shared_state._listeners[asyncio.get_running_loop()]  # started by startup
+        deadline = time.monotonic() + 3
+        while listener.fresh_until <= time.monotonic():
+            assert time.monotonic() < deadline, "the listener did not sync at startup"
+            await asyncio.sleep(0.01)
+        subscribed = _subscribers()
+        await inbox.put({"type": "lifespan.shutdown"})
+        await asyncio.wait_for(lifespan, 5)
+        return sent, subscribed, asyncio.get_running_loop() in shared_state._listeners
+
+    sent, subscribed, still_listening = asyncio.run(work())
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert subscribed == before + 1
+    assert not still_listening

@@ -322,6 +322,7 @@ class _Batcher:
         return await asyncio.shield(waiter)
 
     async def _drain(self) -> None:
+        batch: list = []
         try:
             while self.queue:
                 batch = self.queue[: self.MAX_ITEMS]
@@ -340,6 +341,12 @@ class _Batcher:
                 task = asyncio.ensure_future(self._settle(batch, outcomes))
                 self.settling.add(task)
                 task.add_done_callback(self.settling.discard)
+                batch = []
+        except BaseException:
+            # Cancelled (its loop is closing): no caller may wait forever for an outcome.
+            _cancel_waiters(batch + self.queue)
+            self.queue.clear()
+            raise
         finally:
             self.draining = None
 
@@ -375,6 +382,9 @@ class _Batcher:
         if any(not isinstance(o, BaseException) for o in outcomes):
             try:
                 await self.barrier.wait()
+            except asyncio.CancelledError:
+                _cancel_waiters(batch)
+                raise
             except Exception as exc:  # noqa: BLE001 - every committed item must hear of it
                 barrier_error = exc
         self._hand_out(batch, outcomes, barrier_error)
@@ -390,6 +400,12 @@ class _Batcher:
                 waiter.set_exception(error)
             else:
                 waiter.set_result(outcome)
+
+
+def _cancel_waiters(batch: list) -> None:
+    for _, waiter in batch:
+        if not waiter.done():
+            waiter.cancel()
 
 
 _BATCHERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

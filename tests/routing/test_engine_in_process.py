@@ -23,12 +23,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def run(coro):
-    """asyncio.run, then close the DB connection the engine's worker thread opened."""
+    """asyncio.run, then close what the engine opened on this loop (its ledger connections,
+    its listener of the pushed state) and the DB connection of its worker thread, so the
+    loop's shutdown has nothing left to cancel mid-statement."""
+    from routing import shared_state
+    from routing.db import pg_pool_close
 
     async def wrapper():
         try:
             return await coro
         finally:
+            await shared_state.stop()
+            await pg_pool_close()
             await sync_to_async(connections.close_all)()
 
     return asyncio.run(wrapper())

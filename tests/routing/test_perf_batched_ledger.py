@@ -551,3 +551,29 @@ def test_with_another_request_in_flight_a_capture_waits_for_the_barrier_instead(
     assert "ledger_flushmark" in ran[1][1]
     assert Hold.objects.get(pk=hold_id).status == HoldStatus.CAPTURED
     _assert_balanced(t)
+
+
+def test_a_batcher_cancelled_with_its_loop_leaves_no_caller_waiting():
+    """When the loop closes it cancels the drain mid-statement: the callers of that batch and
+    of the items queued behind it hear of it (cancelled) instead of waiting forever (it hung
+    asyncio.run's shutdown on Python 3.11)."""
+
+    async def scenario():
+        started = asyncio.Event()
+
+        async def slow(item):
+            started.set()
+            await asyncio.sleep(3600)
+
+        batcher = _Batcher(slow, slow, None)
+        running = asyncio.ensure_future(batcher.submit("a"))
+        await started.wait()
+        queued = asyncio.ensure_future(batcher.submit("b"))
+        await asyncio.sleep(0)
+        batcher.draining.cancel()
+        return await asyncio.wait_for(
+            asyncio.gather(running, queued, return_exceptions=True), timeout=2
+        )
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)

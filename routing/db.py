@@ -245,13 +245,12 @@ async def pg_fetchone(sql: str, params: dict, *, durable: bool = True):
     a durable statement commits synchronously instead, one round trip rather than two.
     """
     pools = _loop_pools()
-    barrier = _BARRIERS[asyncio.get_running_loop()]
     try:
-        if durable and barrier.idle() and _alone():
+        if durable and _quiet():
             return await pools[1].fetchone(sql, params)  # a synchronous commit: see _Batcher
         row = await pools[0].fetchone(sql, params)
         if durable:
-            await barrier.wait()
+            await _BARRIERS[asyncio.get_running_loop()].wait()
         return row
     except psycopg.Error as exc:
         raise _django_error(exc) from exc
@@ -273,8 +272,14 @@ def request_in_flight():
         _in_flight[0] -= 1
 
 
-def _alone() -> bool:
-    return _in_flight[0] <= 1
+def _quiet() -> bool:
+    """Low load on this loop: its request the only one in flight, no flush barrier running or
+    waited for, no hold being placed. Then a durable statement commits synchronously (one
+    round trip) rather than commit and wait for a barrier; see _Batcher."""
+    if _in_flight[0] > 1 or not _BARRIERS[asyncio.get_running_loop()].idle():
+        return False
+    batchers = _BATCHERS.get(asyncio.get_running_loop())
+    return batchers is None or batchers["place"].draining is None
 
 
 class _Fallback(Exception):
@@ -291,12 +296,11 @@ class _Batcher:
     item is durable (a flush barrier started after its batch committed) before its caller
     hears of it.
 
-    At low load (a lone item, `quiet()`: its request the only one in flight, no barrier
-    running or waited for, no hold being placed; no batch settling) a durable item runs instead as `run_one_durable`, a synchronous
-    commit: one round trip instead of a statement and then a barrier (at concurrency 1 the
-    barrier was ~0.4 ms of every answer). It holds the wallet row through its own fsync, which
-    would cost only if others waited for that row; under load they do, and the batched path
-    runs."""
+    At low load (a lone item, no batch settling, and `quiet()`: see `_quiet`) a durable item
+    runs instead as `run_one_durable`, a synchronous commit: one round trip instead of a
+    statement and then a barrier (at concurrency 1 the barrier was ~0.4 ms of every answer).
+    It holds the wallet row through its own fsync, which would cost only if others waited for
+    that row; under load they do, and the batched path runs."""
 
     MAX_ITEMS = 64
 
@@ -327,7 +331,7 @@ class _Batcher:
             while self.queue:
                 batch = self.queue[: self.MAX_ITEMS]
                 del self.queue[: self.MAX_ITEMS]
-                if self._alone(batch):
+                if self._runs_alone(batch):
                     try:
                         outcome = await self.run_one_durable(batch[0][0])
                     except Exception as exc:  # noqa: BLE001 - handed to its item
@@ -350,10 +354,10 @@ class _Batcher:
         finally:
             self.draining = None
 
-    def _alone(self, batch: list) -> bool:
-        return (
-            len(batch) == 1 and self.run_one_durable is not None and not self.settling
-        ) and self.quiet()
+    def _runs_alone(self, batch: list) -> bool:
+        if len(batch) != 1 or self.run_one_durable is None or self.settling:
+            return False
+        return self.quiet()
 
     async def _execute(self, items: list) -> list:
         """Per item: its row, or the exception it failed with."""
@@ -446,17 +450,15 @@ def _batchers() -> dict[str, _Batcher]:
                 raise _Fallback
             return [PLACED] * len(items)
 
-        barrier = _BARRIERS[loop]
-        place = _Batcher(place_one, place_many, None)
         batchers = {
             "capture": _Batcher(
                 capture_one,
                 capture_many,
-                barrier,
+                _BARRIERS[loop],
                 run_one_durable=capture_one_durable,
-                quiet=lambda: _alone() and barrier.idle() and place.draining is None,
+                quiet=_quiet,
             ),
-            "place": place,
+            "place": _Batcher(place_one, place_many, None),
             "checkpoint": _Batcher(
                 lambda item: pool.fetchone(*safeguards.checkpoint_batch_statement([item])),
                 checkpoint_many,

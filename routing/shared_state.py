@@ -136,21 +136,26 @@ def _ready(listener: _Listener, applied: bool) -> None:
 
 
 async def _refresh(listener: _Listener, started: float) -> bool:
-    from routing.ratelimit import pending_tokens_take
-
-    snapshot = listener.snapshot
-    if snapshot is None:
+    if listener.snapshot is None:
         return False
     try:
-        reply = await snapshot(
-            keys=[REVOCATION_VERSION_KEY, OPEN_BREAKERS_KEY],
-            args=[BREAKER_ON_PREFIX, *pending_tokens_take()],
-        )
+        await _read(listener, listener.snapshot, started)
     except redis_errors as exc:
         redis_failed(exc, "shared state")
         return False
-    _applied(listener, reply, started)
     return True
+
+
+async def _read(listener: _Listener, snapshot, started: float) -> None:
+    """One full re-read (it also writes the queued TPM corrections), applied unless a newer
+    one was applied meanwhile."""
+    from routing.ratelimit import pending_tokens_take
+
+    reply = await snapshot(
+        keys=[REVOCATION_VERSION_KEY, OPEN_BREAKERS_KEY],
+        args=[BREAKER_ON_PREFIX, *pending_tokens_take()],
+    )
+    _applied(listener, reply, started)
 
 
 def _applied(listener: _Listener, reply: list, started: float) -> None:
@@ -215,17 +220,11 @@ async def _serve(listener: _Listener) -> None:
 
 
 async def _listen(listener: _Listener, client, pubsub) -> None:
-    from routing.ratelimit import pending_tokens_take
-
     snapshot = client.register_script(_SNAPSHOT)
     while True:
         started = time.monotonic()
-        reply = await snapshot(
-            keys=[REVOCATION_VERSION_KEY, OPEN_BREAKERS_KEY],
-            args=[BREAKER_ON_PREFIX, *pending_tokens_take()],
-        )
+        await _read(listener, snapshot, started)
         listener.snapshot = snapshot
-        _applied(listener, reply, started)
         _ready(listener, True)
         deadline = started + POLL_SECONDS
         while (left := deadline - time.monotonic()) > 0:
